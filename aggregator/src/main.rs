@@ -1,0 +1,22 @@
+use std::process::ExitCode;
+
+use reftrack_common::{config, shutdown, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match config::load::<aggregator::Config>() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("aggregator: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_tracing(config.common.log_format);
+    match aggregator::run(config, shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("aggregator stopped: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

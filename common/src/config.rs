@@ -1,0 +1,360 @@
+//! Configuration groups shared by the services, read from the environment with `clap`.
+//!
+//! Every value has a default that matches the local stack (`scripts/stack up`), so a
+//! developer needs no configuration at all; production sets `REFTRACK_ENV=production`,
+//! which makes the secrets mandatory. A bad value stops start-up with one line that
+//! names the variable (see [`load`]).
+
+use std::fmt;
+use std::str::FromStr;
+
+use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+/// Which deployment this is: decides whether development defaults for secrets are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profile {
+    Dev,
+    Test,
+    Production,
+}
+
+/// A start-up configuration error, rendered as one line naming the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("bad configuration: {var}: {message}")]
+pub struct ConfigError {
+    pub var: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(var: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            var: var.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks that go beyond parsing single values (cross-field rules, secrets per profile).
+pub trait Validate {
+    fn validate(&self) -> Result<(), ConfigError>;
+}
+
+/// Parses a service's configuration from the environment (and command-line flags) and
+/// validates it, turning clap's multi-line report into one line that names the variable.
+pub fn load<C: Parser + Validate>() -> Result<C, ConfigError> {
+    load_from::<C, _, _>(std::env::args_os())
+}
+
+/// [`load`] with explicit arguments, for tests.
+pub fn load_from<C, I, T>(args: I) -> Result<C, ConfigError>
+where
+    C: Parser + Validate,
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let config = C::try_parse_from(args).map_err(|err| one_line(&err))?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn one_line(err: &clap::Error) -> ConfigError {
+    use clap::error::ContextKind;
+    let arg = err
+        .get(ContextKind::InvalidArg)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    // clap renders an argument as `--flag <ENV_NAME>`; the environment name is what
+    // operators set, so name that.
+    let var = match (arg.find('<'), arg.rfind('>')) {
+        (Some(start), Some(end)) if start < end => arg[start + 1..end].to_string(),
+        _ if !arg.is_empty() => arg,
+        _ => "arguments".to_string(),
+    };
+    let value = err
+        .get(ContextKind::InvalidValue)
+        .map(|v| format!(" '{v}'"))
+        .unwrap_or_default();
+    let detail = err
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    let message = match detail.rsplit_once(": ") {
+        Some((_, reason)) if !value.is_empty() => format!("invalid value{value}: {reason}"),
+        _ => detail,
+    };
+    ConfigError::new(var, message)
+}
+
+/// A URL that may carry a password: `Debug` and `Display` never print the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(Url);
+
+impl SecretUrl {
+    pub fn expose(&self) -> &str {
+        self.0.as_str()
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl FromStr for SecretUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let url = Url::parse(s).map_err(|e| e.to_string())?;
+        if !url.has_host() {
+            return Err("the URL has no host".to_string());
+        }
+        Ok(Self(url))
+    }
+}
+
+impl fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut redacted = self.0.clone();
+        if redacted.password().is_some() {
+            let _ = redacted.set_password(Some("***"));
+        }
+        f.write_str(redacted.as_str())
+    }
+}
+
+/// Parses an `http`/`https` URL with a host (clap value parser).
+pub fn parse_http_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err("expected an http:// or https:// URL with a host".to_string());
+    }
+    Ok(url)
+}
+
+/// Parses a non-empty secret (clap value parser); empty strings count as unset.
+pub fn parse_secret(s: &str) -> Result<SecretString, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    Ok(SecretString::from(s.to_string()))
+}
+
+/// Requires a secret outside the dev and test profiles; returns the secret or the
+/// development fallback.
+pub fn require_secret(
+    profile: Profile,
+    var: &str,
+    value: Option<&SecretString>,
+    dev_fallback: &str,
+) -> Result<SecretString, ConfigError> {
+    match (value, profile) {
+        (Some(secret), _) => Ok(secret.clone()),
+        (None, Profile::Dev | Profile::Test) => Ok(SecretString::from(dev_fallback.to_string())),
+        (None, Profile::Production) => Err(ConfigError::new(
+            var,
+            "must be set when REFTRACK_ENV=production",
+        )),
+    }
+}
+
+/// Exposes a secret's text; one named place so that every use is easy to find.
+pub fn reveal(secret: &SecretString) -> &str {
+    secret.expose_secret()
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    /// Deployment profile: dev, test or production (production requires every secret).
+    #[arg(long = "env", env = "REFTRACK_ENV", value_enum, default_value = "dev")]
+    pub profile: Profile,
+
+    /// Log format: text for people, json for log pipelines.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PostgresConfig {
+    /// Postgres connection URL.
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        default_value = "postgres://reftrack:reftrack@127.0.0.1:5432/reftrack"
+    )]
+    pub url: SecretUrl,
+
+    /// Postgres schema to use instead of `public` (tests give each run its own).
+    #[arg(long = "database-schema", env = "DATABASE_SCHEMA")]
+    pub schema: Option<String>,
+
+    /// Largest number of pooled Postgres connections.
+    #[arg(
+        long = "database-max-connections",
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10
+    )]
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClickHouseCompression {
+    None,
+    Lz4,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClickHouseConfig {
+    /// ClickHouse HTTP endpoint.
+    #[arg(long = "clickhouse-url", env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123", value_parser = parse_http_url)]
+    pub url: Url,
+
+    /// ClickHouse database holding reftrack's tables.
+    #[arg(
+        long = "clickhouse-database",
+        env = "CLICKHOUSE_DATABASE",
+        default_value = "reftrack"
+    )]
+    pub database: String,
+
+    /// ClickHouse user.
+    #[arg(
+        long = "clickhouse-user",
+        env = "CLICKHOUSE_USER",
+        default_value = "default"
+    )]
+    pub user: String,
+
+    /// ClickHouse password (empty for the local stack).
+    #[arg(long = "clickhouse-password", env = "CLICKHOUSE_PASSWORD", value_parser = parse_secret)]
+    pub password: Option<SecretString>,
+
+    /// HTTP body compression: none (Debian's 18.16 rejects the crate's LZ4) or lz4.
+    #[arg(
+        long = "clickhouse-compression",
+        env = "CLICKHOUSE_COMPRESSION",
+        value_enum,
+        default_value = "none"
+    )]
+    pub compression: ClickHouseCompression,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers, comma separated.
+    #[arg(
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+
+    /// Topic for referral-link clicks.
+    #[arg(
+        long = "kafka-clicks-topic",
+        env = "KAFKA_CLICKS_TOPIC",
+        default_value = "clicks"
+    )]
+    pub clicks_topic: String,
+
+    /// Topic for signups, purchases and refunds.
+    #[arg(
+        long = "kafka-conversions-topic",
+        env = "KAFKA_CONVERSIONS_TOPIC",
+        default_value = "conversions"
+    )]
+    pub conversions_topic: String,
+
+    /// Partitions of each topic when reftrack creates it.
+    #[arg(long = "kafka-topic-partitions", env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    pub partitions: i32,
+
+    /// Replication factor of each topic when reftrack creates it.
+    #[arg(long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub replication_factor: i32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Redis URL.
+    #[arg(
+        long = "redis-url",
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub url: SecretUrl,
+
+    /// Prefix of every key reftrack writes, so several deployments (or tests) share a server.
+    #[arg(
+        long = "redis-key-prefix",
+        env = "REDIS_KEY_PREFIX",
+        default_value = "rt:"
+    )]
+    pub key_prefix: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Sample {
+        #[command(flatten)]
+        common: CommonConfig,
+        #[command(flatten)]
+        postgres: PostgresConfig,
+        #[arg(long = "secret", env = "SAMPLE_SECRET_FOR_TEST", value_parser = parse_secret)]
+        secret: Option<SecretString>,
+    }
+
+    impl Validate for Sample {
+        fn validate(&self) -> Result<(), ConfigError> {
+            require_secret(
+                self.common.profile,
+                "SAMPLE_SECRET_FOR_TEST",
+                self.secret.as_ref(),
+                "dev",
+            )
+            .map(|_| ())
+        }
+    }
+
+    #[test]
+    fn bad_url_names_the_variable_in_one_line() {
+        let err = load_from::<Sample, _, _>(["x", "--database-url", "not a url"]).unwrap_err();
+        let line = err.to_string();
+        assert!(
+            line.starts_with("bad configuration: DATABASE_URL: invalid value 'not a url'"),
+            "{line}"
+        );
+        assert_eq!(line.lines().count(), 1);
+    }
+
+    #[test]
+    fn missing_secret_in_production_names_the_variable() {
+        let err = load_from::<Sample, _, _>(["x", "--env", "production"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bad configuration: SAMPLE_SECRET_FOR_TEST: must be set when REFTRACK_ENV=production"
+        );
+        assert!(load_from::<Sample, _, _>(["x", "--env", "production", "--secret", "s3"]).is_ok());
+        assert!(load_from::<Sample, _, _>(["x"]).is_ok());
+    }
+
+    #[test]
+    fn secret_urls_never_print_their_password() {
+        let url: SecretUrl = "postgres://u:hunter2@db:5432/x".parse().unwrap();
+        assert!(!format!("{url:?} {url}").contains("hunter2"));
+        assert!(url.expose().contains("hunter2"));
+    }
+}

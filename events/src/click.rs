@@ -1,0 +1,154 @@
+//! A click on a referral link, as ingest saw it.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The quality verdict of a click. ingest decides the verdicts that need nothing but the
+/// request (`unknown_code`, `bot`, `prefetch`); aggregator turns some `valid` clicks into
+/// `duplicate` or `rate_limited` using state shared across instances. Every click is
+/// kept with its verdict so that each count can be audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(i8)]
+pub enum ClickVerdict {
+    Valid = 1,
+    Bot = 2,
+    Prefetch = 3,
+    Duplicate = 4,
+    UnknownCode = 5,
+    RateLimited = 6,
+}
+
+impl ClickVerdict {
+    pub const ALL: [ClickVerdict; 6] = [
+        ClickVerdict::Valid,
+        ClickVerdict::Bot,
+        ClickVerdict::Prefetch,
+        ClickVerdict::Duplicate,
+        ClickVerdict::UnknownCode,
+        ClickVerdict::RateLimited,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClickVerdict::Valid => "valid",
+            ClickVerdict::Bot => "bot",
+            ClickVerdict::Prefetch => "prefetch",
+            ClickVerdict::Duplicate => "duplicate",
+            ClickVerdict::UnknownCode => "unknown_code",
+            ClickVerdict::RateLimited => "rate_limited",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ClickMethod {
+    Get,
+    Head,
+}
+
+/// One referral-link click. Borrowed on the click path (no copies of headers), owned
+/// when decoded by the aggregator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClickEvent<'a> {
+    /// UUIDv7: time-ordered, and the click id handed to the browser in the cookie.
+    pub event_id: Uuid,
+    /// The referral code as requested (upper-cased, at most [`MAX_CODE_LEN`] bytes).
+    #[serde(borrow)]
+    pub code: Cow<'a, str>,
+    /// The affiliate owning the code; `None` for an unknown code.
+    pub affiliate_id: Option<i64>,
+    /// When ingest received the click, in milliseconds since the Unix epoch (UTC).
+    pub received_at_ms: i64,
+    /// Keyed hash of client IP and user agent with a daily salt; the IP is never kept.
+    pub visitor: u64,
+    #[serde(borrow)]
+    pub user_agent: Cow<'a, str>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub referer: Option<Cow<'a, str>>,
+    pub method: ClickMethod,
+    /// ISO country code from a trusted proxy header, when present.
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<Cow<'a, str>>,
+    /// The verdict ingest could decide (`valid` means "no reason found yet").
+    pub verdict: ClickVerdict,
+}
+
+/// Longest referral code kept; longer `?ref=` values are truncated and never match.
+pub const MAX_CODE_LEN: usize = 64;
+/// Longest user agent or referer kept, in bytes.
+pub const MAX_HEADER_LEN: usize = 512;
+
+impl ClickEvent<'_> {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(256 + self.user_agent.len());
+        serde_json::to_writer(&mut buf, self).expect("a click serialises");
+        buf
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<ClickEvent<'_>, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    pub fn into_owned(self) -> ClickEvent<'static> {
+        ClickEvent {
+            code: Cow::Owned(self.code.into_owned()),
+            user_agent: Cow::Owned(self.user_agent.into_owned()),
+            referer: self.referer.map(|r| Cow::Owned(r.into_owned())),
+            country: self.country.map(|c| Cow::Owned(c.into_owned())),
+            ..self
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_json() {
+        let event = ClickEvent {
+            event_id: Uuid::now_v7(),
+            code: "6B86B273FF".into(),
+            affiliate_id: Some(7),
+            received_at_ms: 1_725_789_276_123,
+            visitor: u64::MAX - 3,
+            user_agent: "Mozilla/5.0 \"quoted\"".into(),
+            referer: Some("https://news.example/".into()),
+            method: ClickMethod::Head,
+            country: None,
+            verdict: ClickVerdict::Prefetch,
+        };
+        let bytes = event.encode();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains("\"verdict\":\"prefetch\""), "{text}");
+        assert!(text.contains("\"method\":\"HEAD\""), "{text}");
+        assert!(
+            !text.contains("country"),
+            "absent options are left out: {text}"
+        );
+        assert_eq!(ClickEvent::decode(&bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(truncate("aé", 2), "a");
+        assert_eq!(truncate("aé", 3), "aé");
+    }
+}

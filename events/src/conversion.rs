@@ -1,0 +1,118 @@
+//! A signup, purchase or refund that the product's backend reported, after ingest
+//! validated it.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversionKind {
+    Signup,
+    Purchase,
+    Refund,
+}
+
+impl ConversionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversionKind::Signup => "signup",
+            ConversionKind::Purchase => "purchase",
+            ConversionKind::Refund => "refund",
+        }
+    }
+}
+
+/// How the referred user was invited (the promoter API's `invitationMethod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InvitationMethod {
+    #[default]
+    Link,
+    Email,
+    Coupon,
+}
+
+impl InvitationMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InvitationMethod::Link => "link",
+            InvitationMethod::Email => "email",
+            InvitationMethod::Coupon => "coupon",
+        }
+    }
+}
+
+/// A validated conversion. Money is a decimal carried as a string, never a float.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversionEvent {
+    /// The sender's idempotency key: the same id sent twice is counted once.
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub kind: ConversionKind,
+    /// The referred user in the product.
+    pub user_id: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The referral code, given directly or taken from the click id.
+    pub referral_code: String,
+    /// The click that brought the user, when the product sent the cookie's click id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub click_id: Option<Uuid>,
+    /// Purchase or refund amount, in the settlement currency, at most two decimals.
+    #[serde(
+        default,
+        with = "rust_decimal::serde::str_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub amount: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// For a refund: the purchase it refunds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_event_id: Option<String>,
+    #[serde(default)]
+    pub method: InvitationMethod,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+impl ConversionEvent {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a conversion serialises")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn money_travels_as_an_exact_string() {
+        let event = ConversionEvent {
+            event_id: "order-1".into(),
+            kind: ConversionKind::Purchase,
+            user_id: 42,
+            email: Some("a@b.example".into()),
+            referral_code: "6B86B273FF".into(),
+            click_id: None,
+            amount: Some(dec!(19.99)),
+            currency: Some("USD".into()),
+            original_event_id: None,
+            method: InvitationMethod::Coupon,
+            occurred_at: "2024-08-24T12:12:03.374694Z".parse().unwrap(),
+            received_at: "2024-08-24T12:12:04Z".parse().unwrap(),
+        };
+        let bytes = event.encode();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(text.contains(r#""amount":"19.99""#), "{text}");
+        assert!(text.contains(r#""type":"purchase""#), "{text}");
+        assert_eq!(ConversionEvent::decode(&bytes).unwrap(), event);
+    }
+}
