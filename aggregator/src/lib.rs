@@ -31,6 +31,7 @@ impl App {
         reftrack_store::clickhouse::ensure_schema(&config.clickhouse).await?;
         let clickhouse = reftrack_store::clickhouse::client(&config.clickhouse);
         let redis = reftrack_store::redis::connect(&config.redis).await?;
+        let broker = reftrack_events::kafka::BrokerProbe::new(&config.kafka.brokers)?;
         let readiness = Readiness::new()
             .with("postgres", move || {
                 let pool = pool.clone();
@@ -43,6 +44,10 @@ impl App {
             .with("redis", move || {
                 let redis = redis.clone();
                 async move { reftrack_store::redis::ping(&redis).await }
+            })
+            .with("kafka", move || {
+                let broker = broker.clone();
+                async move { broker.check().await }
             });
         let router =
             ops_router(readiness, metrics).layer(axum::middleware::from_fn(telemetry::track_http));

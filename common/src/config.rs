@@ -55,24 +55,36 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let config = C::try_parse_from(args).map_err(|err| one_line(&err))?;
+    let config = C::try_parse_from(args).map_err(|err| one_line(&C::command(), &err))?;
     config.validate()?;
     Ok(config)
 }
 
-fn one_line(err: &clap::Error) -> ConfigError {
+fn one_line(command: &clap::Command, err: &clap::Error) -> ConfigError {
     use clap::error::ContextKind;
     let arg = err
         .get(ContextKind::InvalidArg)
         .map(ToString::to_string)
         .unwrap_or_default();
-    // clap renders an argument as `--flag <ENV_NAME>`; the environment name is what
-    // operators set, so name that.
-    let var = match (arg.find('<'), arg.rfind('>')) {
-        (Some(start), Some(end)) if start < end => arg[start + 1..end].to_string(),
-        _ if !arg.is_empty() => arg,
-        _ => "arguments".to_string(),
-    };
+    // clap names the flag (`--database-url <URL>`); operators set the environment
+    // variable behind it, so name that.
+    let long = arg
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("--");
+    let var = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .unwrap_or_else(|| {
+            if arg.is_empty() {
+                "arguments".to_string()
+            } else {
+                arg.clone()
+            }
+        });
     let value = err
         .get(ContextKind::InvalidValue)
         .map(|v| format!(" '{v}'"))
@@ -188,6 +200,7 @@ pub struct CommonConfig {
 pub struct PostgresConfig {
     /// Postgres connection URL.
     #[arg(
+        id = "database_url",
         long = "database-url",
         env = "DATABASE_URL",
         default_value = "postgres://reftrack:reftrack@127.0.0.1:5432/reftrack"
@@ -216,7 +229,7 @@ pub enum ClickHouseCompression {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClickHouseConfig {
     /// ClickHouse HTTP endpoint.
-    #[arg(long = "clickhouse-url", env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123", value_parser = parse_http_url)]
+    #[arg(id = "clickhouse_url", long = "clickhouse-url", env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123", value_parser = parse_http_url)]
     pub url: Url,
 
     /// ClickHouse database holding reftrack's tables.

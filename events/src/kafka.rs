@@ -60,7 +60,7 @@ pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> anyhow::Res
     for result in results {
         match result {
             Ok(name) => {
-                tracing::info!(topic = %name, partitions = config.partitions, "created Kafka topic")
+                tracing::info!(topic = %name, partitions = config.partitions, "created Kafka topic");
             }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => bail!("create Kafka topic {name}: {code}"),
@@ -89,4 +89,35 @@ pub fn partition_count<C: rdkafka::client::ClientContext>(
         .iter()
         .find(|t| t.name() == topic)
         .map_or(0, |t| t.partitions().len()))
+}
+
+/// A light client for readiness probes: asks the broker for its metadata.
+#[derive(Clone)]
+pub struct BrokerProbe {
+    admin: std::sync::Arc<AdminClient<DefaultClientContext>>,
+}
+
+impl BrokerProbe {
+    pub fn new(brokers: &str) -> anyhow::Result<Self> {
+        let admin = client_config(brokers)
+            .create()
+            .context("create Kafka probe client")?;
+        Ok(Self {
+            admin: std::sync::Arc::new(admin),
+        })
+    }
+
+    /// Whether the broker answers a metadata request within a second.
+    pub async fn check(&self) -> Result<(), String> {
+        let admin = self.admin.clone();
+        tokio::task::spawn_blocking(move || {
+            admin
+                .inner()
+                .fetch_metadata(None, Duration::from_secs(1))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
 }

@@ -29,10 +29,16 @@ impl App {
         .await?;
         let pool = reftrack_store::postgres::connect(&config.postgres).await?;
         reftrack_store::postgres::migrate(&pool).await?;
-        let readiness = Readiness::new().with("postgres", move || {
-            let pool = pool.clone();
-            async move { reftrack_store::postgres::ping(&pool).await }
-        });
+        let broker = reftrack_events::kafka::BrokerProbe::new(&config.kafka.brokers)?;
+        let readiness = Readiness::new()
+            .with("postgres", move || {
+                let pool = pool.clone();
+                async move { reftrack_store::postgres::ping(&pool).await }
+            })
+            .with("kafka", move || {
+                let broker = broker.clone();
+                async move { broker.check().await }
+            });
         let router =
             ops_router(readiness, metrics).layer(axum::middleware::from_fn(telemetry::track_http));
         Ok(Self { router })

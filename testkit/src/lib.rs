@@ -7,6 +7,7 @@
 //! `KAFKA_BROKERS`, `REDIS_URL`), plus `TEST_DATABASE_URL` for the test database, with
 //! the local stack's defaults.
 
+pub mod checks;
 mod served;
 mod stack;
 
