@@ -18,10 +18,13 @@ use tokio::net::TcpListener;
 
 type Check = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
-/// The dependencies `/readyz` probes, each with a name and an async check.
+/// The dependencies `/readyz` probes, each with a name and an async check. A required
+/// dependency that fails makes the service unready (503); an optional one is reported
+/// (`degraded`) but keeps the service in rotation, for services that still do useful
+/// work without it.
 #[derive(Clone, Default)]
 pub struct Readiness {
-    checks: Vec<(&'static str, Check)>,
+    checks: Vec<(&'static str, bool, Check)>,
 }
 
 impl Readiness {
@@ -29,26 +32,47 @@ impl Readiness {
         Self::default()
     }
 
-    /// Adds a dependency; `check` answers `Err(reason)` when it is unreachable.
-    pub fn with<F, Fut>(mut self, name: &'static str, check: F) -> Self
+    /// Adds a required dependency; `check` answers `Err(reason)` when it is unreachable.
+    pub fn with<F, Fut>(self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.add(name, true, check)
+    }
+
+    /// Adds a dependency whose failure is reported but keeps the service ready.
+    pub fn with_optional<F, Fut>(self, name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        self.add(name, false, check)
+    }
+
+    fn add<F, Fut>(mut self, name: &'static str, required: bool, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
         self.checks
-            .push((name, Arc::new(move || Box::pin(check()))));
+            .push((name, required, Arc::new(move || Box::pin(check()))));
         self
     }
 
-    /// Probes every dependency at once, each bounded by a timeout.
-    pub async fn probe(&self) -> BTreeMap<&'static str, Result<(), String>> {
-        let probes = self.checks.iter().map(|(name, check)| async move {
-            let outcome = match tokio::time::timeout(Duration::from_secs(2), check()).await {
-                Ok(result) => result,
-                Err(_) => Err("timed out after 2s".to_string()),
-            };
-            (*name, outcome)
-        });
+    /// Probes every dependency at once, each bounded by a timeout:
+    /// name → (required, outcome).
+    pub async fn probe(&self) -> BTreeMap<&'static str, (bool, Result<(), String>)> {
+        let probes = self
+            .checks
+            .iter()
+            .map(|(name, required, check)| async move {
+                let outcome = match tokio::time::timeout(Duration::from_secs(2), check()).await {
+                    Ok(result) => result,
+                    Err(_) => Err("timed out after 2s".to_string()),
+                };
+                (*name, (*required, outcome))
+            });
         join_all(probes).await.into_iter().collect()
     }
 }
@@ -74,18 +98,18 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
     let results = state.readiness.probe().await;
-    let ready = results.values().all(Result::is_ok);
+    let ready = results.values().all(|(required, r)| !required || r.is_ok());
+    let degraded = results.values().any(|(_, r)| r.is_err());
     let checks: BTreeMap<_, _> = results
         .into_iter()
-        .map(|(name, r)| (name, r.err().unwrap_or_else(|| "ok".to_string())))
+        .map(|(name, (_, r))| (name, r.err().unwrap_or_else(|| "ok".to_string())))
         .collect();
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    let (status, word) = match (ready, degraded) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (true, true) => (StatusCode::OK, "degraded"),
+        (true, false) => (StatusCode::OK, "ready"),
     };
-    let body = json!({ "status": if ready { "ready" } else { "unavailable" }, "checks": checks });
-    (status, Json(body))
+    (status, Json(json!({ "status": word, "checks": checks })))
 }
 
 async fn render_metrics(State(state): State<OpsState>) -> impl IntoResponse {
@@ -102,7 +126,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

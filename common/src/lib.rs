@@ -3,6 +3,7 @@
 //! and graceful shutdown.
 
 pub mod config;
+pub mod envelope;
 pub mod http;
 pub mod shutdown;
 pub mod telemetry;

@@ -77,8 +77,48 @@ pub struct ClickEvent<'a> {
     pub verdict: ClickVerdict,
 }
 
-/// Longest referral code kept; longer `?ref=` values are truncated and never match.
+/// Longest referral code; longer `?ref=` values are truncated and never match.
 pub const MAX_CODE_LEN: usize = 64;
+
+/// A referral code: 1 to 64 of `A-Z`, `0-9` and `_`. Codes are case-insensitive in
+/// links (`?ref=abc` is `ABC`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReferralCode(String);
+
+impl ReferralCode {
+    pub fn parse(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        let valid = !raw.is_empty()
+            && raw.len() <= MAX_CODE_LEN
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        valid.then(|| Self(raw.to_ascii_uppercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// The click id handed to the browser in the attribution cookie: `CODE.<click uuid>`.
+/// It carries the code, so a conversion that only knows the click id is still routed to
+/// the code's partition and attributed.
+pub fn format_click_id(code: &str, click: Uuid) -> String {
+    let mut out = String::with_capacity(code.len() + 33);
+    out.push_str(code);
+    out.push('.');
+    out.push_str(click.simple().encode_lower(&mut Uuid::encode_buffer()));
+    out
+}
+
+/// Parses a click id made by [`format_click_id`].
+pub fn parse_click_id(s: &str) -> Option<(ReferralCode, Uuid)> {
+    let (code, click) = s.rsplit_once('.')?;
+    Some((ReferralCode::parse(code)?, Uuid::try_parse(click).ok()?))
+}
 /// Longest user agent or referer kept, in bytes.
 pub const MAX_HEADER_LEN: usize = 512;
 
@@ -143,6 +183,24 @@ mod tests {
             "absent options are left out: {text}"
         );
         assert_eq!(ClickEvent::decode(&bytes).unwrap(), event);
+    }
+
+    #[test]
+    fn codes_are_case_insensitive_and_bounded() {
+        assert_eq!(ReferralCode::parse(" ab_12 ").unwrap().as_str(), "AB_12");
+        assert!(ReferralCode::parse("").is_none());
+        assert!(ReferralCode::parse("a-b").is_none());
+        assert!(ReferralCode::parse(&"A".repeat(65)).is_none());
+    }
+
+    #[test]
+    fn click_ids_round_trip() {
+        let click = Uuid::now_v7();
+        let id = format_click_id("JANE_DOE_124", click);
+        let (code, parsed) = parse_click_id(&id).unwrap();
+        assert_eq!((code.as_str(), parsed), ("JANE_DOE_124", click));
+        assert!(parse_click_id("JANE.not-a-uuid").is_none());
+        assert!(parse_click_id("nodot").is_none());
     }
 
     #[test]

@@ -9,5 +9,5 @@ pub mod click;
 pub mod conversion;
 pub mod kafka;
 
-pub use click::{ClickEvent, ClickMethod, ClickVerdict};
+pub use click::{ClickEvent, ClickMethod, ClickVerdict, ReferralCode};
 pub use conversion::{ConversionEvent, ConversionKind, InvitationMethod};

@@ -1,27 +1,64 @@
 //! ingest: answers referral-link clicks with a redirect and records each click, plus the
 //! conversions the product's backend reports, to Kafka.
+//!
+//! - [`click`]: the redirect path (in memory only: [`directory`], [`verdict`],
+//!   [`redirect`], [`cookie`]), handing events to [`producer`];
+//! - [`producer`] and [`spill`]: clicks never wait on the broker and are never lost while
+//!   it is away;
+//! - [`conversions`]: signups, purchases and refunds, acknowledged only once the broker has them.
 
+pub mod click;
 mod config;
+pub mod conversions;
+pub mod cookie;
+pub mod directory;
+pub mod metrics;
+pub mod producer;
+pub mod redirect;
+pub mod spill;
+pub mod verdict;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::http::HeaderName;
+use axum::routing::{get, post};
+use reftrack_common::config::Profile;
 use reftrack_common::http::{Readiness, ops_router, serve};
 use reftrack_common::telemetry;
+use reftrack_events::kafka::BrokerProbe;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{AttributionPolicy, Config};
 
-/// Everything ingest needs, built from its configuration.
+use crate::click::ClickState;
+use crate::conversions::ConversionState;
+use crate::directory::Directory;
+use crate::producer::{ClickProducer, ClickProducerConfig, ConversionProducer};
+use crate::redirect::{Landing, RedirectPolicy};
+use crate::spill::Spill;
+
+/// ingest, built from its configuration: the router and what runs behind it.
 pub struct App {
     router: Router,
+    clicks: Arc<ClickProducer>,
+    conversions: ConversionProducer,
+    directory: Directory,
+    probe: BrokerProbe,
+    directory_refresh: Duration,
+    spill_after: Duration,
 }
 
 impl App {
-    /// Connects to the dependencies and prepares the topics.
+    /// Connects to the dependencies, prepares the topics and loads the directory.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics();
+        metrics::describe();
         reftrack_events::kafka::ensure_topics(
             &config.kafka,
             &[&config.kafka.clicks_topic, &config.kafka.conversions_topic],
@@ -29,31 +66,166 @@ impl App {
         .await?;
         let pool = reftrack_store::postgres::connect(&config.postgres).await?;
         reftrack_store::postgres::migrate(&pool).await?;
-        let broker = reftrack_events::kafka::BrokerProbe::new(&config.kafka.brokers)?;
+        let directory = Directory::load(pool.clone()).await?;
+
+        let spill = Spill::open(&config.spill_dir, config.spill_max_bytes)
+            .with_context(|| format!("open SPILL_DIR {}", config.spill_dir.display()))?;
+        let clicks = Arc::new(ClickProducer::new(
+            &ClickProducerConfig {
+                brokers: &config.kafka.brokers,
+                topic: &config.kafka.clicks_topic,
+                queue_max_messages: config.click_queue_max_messages,
+                queue_max_kbytes: config.click_queue_max_kbytes,
+                spill_after: config.spill_after(),
+            },
+            Arc::new(spill),
+        )?);
+        let conversions = ConversionProducer::new(
+            &config.kafka.brokers,
+            &config.kafka.conversions_topic,
+            config.conversion_ack_timeout(),
+        )?;
+
+        let click_state = Arc::new(ClickState {
+            directory: directory.clone(),
+            landing: Landing::parse(config.landing_url.as_str()).map_err(anyhow::Error::msg)?,
+            redirects: RedirectPolicy::new(
+                config.redirect_allowed_hosts.iter().map(String::as_str),
+            ),
+            cookie: cookie::CookiePolicy::new(
+                &config.cookie_name,
+                config.attribution_window_days,
+                config.cookie_domain.as_deref(),
+                config.cookie_secure,
+                config.attribution_policy,
+            ),
+            visitors: verdict::VisitorHasher::new(config.visitor_hash_secret()),
+            bots: verdict::BotDetector::new(),
+            producer: clicks.clone(),
+            client_ip_header: header_name("CLIENT_IP_HEADER", config.client_ip_header.as_deref())?,
+            country_header: header_name("COUNTRY_HEADER", Some(&config.country_header))?
+                .expect("a default is set"),
+        });
+        let conversion_state = ConversionState {
+            directory: directory.clone(),
+            producer: conversions.clone(),
+            settlement_currency: config.settlement_currency.as_str().into(),
+            retry_after_secs: (config.conversion_ack_timeout_ms / 1000).max(1),
+        };
+
+        let probe = BrokerProbe::new(&config.kafka.brokers)?;
+        // Redirects keep working while Kafka or Postgres are away, so neither takes
+        // ingest out of rotation; /readyz reports them as degraded.
         let readiness = Readiness::new()
-            .with("postgres", move || {
+            .with_optional("postgres", move || {
                 let pool = pool.clone();
                 async move { reftrack_store::postgres::ping(&pool).await }
             })
-            .with("kafka", move || {
-                let broker = broker.clone();
-                async move { broker.check().await }
+            .with_optional("kafka", {
+                let probe = probe.clone();
+                move || {
+                    let probe = probe.clone();
+                    async move { probe.check().await }
+                }
             });
-        let router =
-            ops_router(readiness, metrics).layer(axum::middleware::from_fn(telemetry::track_http));
-        Ok(Self { router })
+        if config.common.profile == Profile::Production && !config.cookie_secure {
+            tracing::warn!(
+                "COOKIE_SECURE=false in production: the attribution cookie travels over plain HTTP"
+            );
+        }
+
+        let router = Router::new()
+            .route("/", get(click::by_query))
+            .route("/r/{code}", get(click::by_path))
+            .with_state(click_state)
+            .merge(
+                Router::new()
+                    .route("/v1/conversions", post(conversions::accept_one))
+                    .route("/v1/conversions/batch", post(conversions::accept_batch))
+                    .with_state(conversion_state),
+            )
+            .merge(ops_router(readiness, metrics))
+            .layer(axum::middleware::from_fn(telemetry::track_http));
+        Ok(Self {
+            router,
+            clicks,
+            conversions,
+            directory,
+            probe,
+            directory_refresh: config.directory_refresh(),
+            spill_after: config.spill_after(),
+        })
     }
 
-    /// Serves until `shutdown` resolves.
+    /// Serves until `shutdown` resolves; then drains in-flight requests, flushes the
+    /// producers (what cannot be delivered goes to the spill) and returns.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        serve(self.router, listener, shutdown)
-            .await
-            .context("serve HTTP")
+        let cancel = CancellationToken::new();
+        let tasks: Vec<JoinHandle<()>> = vec![
+            tokio::spawn(
+                self.directory
+                    .clone()
+                    .keep_fresh(self.directory_refresh, cancel.clone()),
+            ),
+            tokio::spawn(replay_loop(
+                self.clicks.clone(),
+                self.probe.clone(),
+                self.spill_after * 3,
+                cancel.clone(),
+            )),
+        ];
+        let served = serve(self.router, listener, shutdown).await;
+        cancel.cancel();
+        for task in tasks {
+            let _ = task.await;
+        }
+        let (clicks, conversions) = (self.clicks, self.conversions);
+        tokio::task::spawn_blocking(move || {
+            conversions.close(Duration::from_secs(5));
+            clicks.close(Duration::from_secs(5));
+        })
+        .await?;
+        tracing::info!("ingest stopped");
+        served.context("serve HTTP")
     }
+}
+
+/// Every second: export queue and spill gauges, and replay the spill once the broker
+/// answers again.
+async fn replay_loop(
+    clicks: Arc<ClickProducer>,
+    probe: BrokerProbe,
+    wait: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        ::metrics::gauge!(metrics::QUEUE_DEPTH).set(f64::from(clicks.queue_depth()));
+        ::metrics::gauge!(metrics::SPILL_BYTES).set(clicks.spill().bytes() as f64);
+        if clicks.spill().is_empty() || probe.check().await.is_err() {
+            continue;
+        }
+        if let Err(err) = clicks.replay_spill(wait).await {
+            tracing::warn!("spill replay paused: {err:#}");
+        }
+    }
+}
+
+fn header_name(var: &str, value: Option<&str>) -> anyhow::Result<Option<HeaderName>> {
+    value
+        .map(|v| {
+            HeaderName::try_from(v.to_ascii_lowercase())
+                .with_context(|| format!("{var} is not a header name: {v}"))
+        })
+        .transpose()
 }
 
 /// Builds the app, binds the configured address and serves until `shutdown`.

@@ -8,6 +8,7 @@
 //! the local stack's defaults.
 
 pub mod checks;
+pub mod kafka;
 mod served;
 mod stack;
 

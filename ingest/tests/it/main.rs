@@ -1,19 +1,81 @@
-//! ingest's integration tests, against the real local stack.
+//! ingest's integration tests, against the real local stack and real HTTP.
 
+mod clicks;
+mod conversions;
+mod open_redirect;
 mod ops;
+mod outage;
+
+use std::time::Duration;
 
 use clap::Parser;
+use reftrack_events::ClickEvent;
+use reftrack_testkit::kafka::read_topic;
 use reftrack_testkit::{Served, TestStack, serve};
+
+pub const LANDING: &str = "https://product.example/welcome";
+pub const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
 pub fn config(stack: &TestStack) -> ingest::Config {
     let mut config = ingest::Config::try_parse_from(["ingest"]).expect("defaults parse");
     config.common = stack.common();
     config.postgres = stack.postgres.clone();
     config.kafka = stack.kafka.clone();
+    config.landing_url = LANDING.parse().unwrap();
+    config.redirect_allowed_hosts = vec!["docs.product.example".into()];
+    config.spill_dir = std::env::temp_dir().join(format!("reftrack-spill-{}", stack.id));
     config
 }
 
 pub async fn spawn(config: &ingest::Config) -> Served {
     let app = ingest::App::build(config).await.expect("ingest starts");
     serve(move |listener, shutdown| app.serve(listener, shutdown)).await
+}
+
+/// An HTTP client that shows redirects instead of following them.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// An approved, active affiliate with `code`; returns its id.
+pub async fn affiliate(stack: &TestStack, code: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO affiliates (referral_code, status, commission_rate, min_withdrawal_balance)
+         VALUES ($1, 'approved', 10, 20) RETURNING id",
+    )
+    .bind(code)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap()
+}
+
+/// The first `n` clicks on the test's topic, decoded.
+pub async fn clicks(stack: &TestStack, n: usize) -> Vec<ClickEvent<'static>> {
+    let (brokers, topic, partitions) = (
+        stack.kafka.brokers.clone(),
+        stack.kafka.clicks_topic.clone(),
+        stack.kafka.partitions,
+    );
+    let records = tokio::task::spawn_blocking(move || {
+        read_topic(
+            &brokers,
+            &topic,
+            partitions,
+            n,
+            Duration::from_secs(30),
+            Duration::from_millis(300),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut events: Vec<ClickEvent<'static>> = records
+        .iter()
+        .map(|r| ClickEvent::decode(&r.payload).unwrap().into_owned())
+        .collect();
+    events.sort_by_key(|e| e.event_id);
+    events
 }

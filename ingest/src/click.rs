@@ -1,0 +1,166 @@
+//! The click path: `GET /?ref=CODE` and `GET /r/CODE` (HEAD answers the same).
+//!
+//! Everything here is in memory: the code is looked up in the directory snapshot, the
+//! verdicts need only the request, and the event is handed to the producer's queue
+//! without waiting. No network call happens before the 302 goes out.
+
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::header::{CACHE_CONTROL, LOCATION, REFERER, SET_COOKIE, USER_AGENT};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+use reftrack_events::click::{MAX_CODE_LEN, MAX_HEADER_LEN, truncate};
+use reftrack_events::{ClickEvent, ClickMethod, ClickVerdict, ReferralCode};
+use uuid::Uuid;
+
+use crate::cookie::CookiePolicy;
+use crate::directory::Directory;
+use crate::metrics as m;
+use crate::producer::ClickProducer;
+use crate::redirect::{Landing, RedirectPolicy, passthrough_query, query_param};
+use crate::verdict::{BotDetector, VisitorHasher, is_prefetch};
+
+pub struct ClickState {
+    pub directory: Directory,
+    pub landing: Landing,
+    pub redirects: RedirectPolicy,
+    pub cookie: CookiePolicy,
+    pub visitors: VisitorHasher,
+    pub bots: BotDetector,
+    pub producer: Arc<ClickProducer>,
+    pub client_ip_header: Option<HeaderName>,
+    pub country_header: HeaderName,
+}
+
+/// `GET /?ref=CODE&...`
+pub async fn by_query(
+    State(state): State<Arc<ClickState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let query = request.uri().query().unwrap_or_default();
+    match query_param(query, "ref") {
+        Some(code) => state.click(&code, query, peer, &request),
+        // A bare visit: send it on, nothing to record.
+        None => redirect(&state.landing_location(query), None),
+    }
+}
+
+/// `GET /r/CODE?...`
+pub async fn by_path(
+    State(state): State<Arc<ClickState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(code): Path<String>,
+    request: Request,
+) -> Response {
+    let query = request.uri().query().unwrap_or_default();
+    state.click(&code, query, peer, &request)
+}
+
+impl ClickState {
+    fn landing_location(&self, query: &str) -> String {
+        self.redirects
+            .location(&self.landing, None, &passthrough_query(query))
+    }
+
+    fn click(&self, raw_code: &str, query: &str, peer: SocketAddr, request: &Request) -> Response {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let headers = request.headers();
+        let code = ReferralCode::parse(raw_code);
+        let snapshot = self.directory.snapshot();
+        let affiliate = code.as_ref().and_then(|c| snapshot.affiliate(c.as_str()));
+        let user_agent = header_text(headers, &USER_AGENT).unwrap_or_default();
+
+        let verdict = if affiliate.is_none() {
+            ClickVerdict::UnknownCode
+        } else if self.bots.is_bot(&user_agent) {
+            ClickVerdict::Bot
+        } else if is_prefetch(request.method(), headers) {
+            ClickVerdict::Prefetch
+        } else {
+            ClickVerdict::Valid
+        };
+        metrics::counter!(m::CLICKS, "verdict" => verdict.as_str()).increment(1);
+
+        let code_text: Cow<'_, str> = match &code {
+            Some(code) => Cow::Borrowed(code.as_str()),
+            None => Cow::Borrowed(truncate(raw_code, MAX_CODE_LEN)),
+        };
+        let event = ClickEvent {
+            event_id: Uuid::now_v7(),
+            code: code_text,
+            affiliate_id: affiliate.map(|a| a.id),
+            received_at_ms: now_ms,
+            visitor: self
+                .visitors
+                .hash(self.client_ip(headers, peer), &user_agent, now_ms),
+            user_agent,
+            referer: header_text(headers, &REFERER),
+            method: if request.method() == Method::HEAD {
+                ClickMethod::Head
+            } else {
+                ClickMethod::Get
+            },
+            country: self.country(headers),
+            verdict,
+        };
+        self.producer.send(&event.code, &event.encode());
+
+        let landing = affiliate
+            .and_then(|a| a.landing.as_deref())
+            .unwrap_or(&self.landing);
+        let to = query_param(query, "to");
+        let location = self
+            .redirects
+            .location(landing, to.as_deref(), &passthrough_query(query));
+        // Only an attributable code earns the visitor an attribution cookie.
+        let cookie =
+            affiliate.and_then(|_| self.cookie.set_cookie(headers, &event.code, event.event_id));
+        redirect(&location, cookie)
+    }
+
+    fn client_ip(&self, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+        self.client_ip_header
+            .as_ref()
+            .and_then(|name| headers.get(name))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| peer.ip())
+    }
+
+    fn country<'r>(&self, headers: &'r HeaderMap) -> Option<Cow<'r, str>> {
+        let value = headers.get(&self.country_header)?.to_str().ok()?;
+        (value.len() == 2 && value.bytes().all(|b| b.is_ascii_alphabetic()))
+            .then(|| Cow::Owned(value.to_ascii_uppercase()))
+    }
+}
+
+/// A header's text, bounded in length; invalid UTF-8 is replaced, not rejected.
+fn header_text<'r>(headers: &'r HeaderMap, name: &HeaderName) -> Option<Cow<'r, str>> {
+    let bytes = headers.get(name)?.as_bytes();
+    let bytes = &bytes[..bytes.len().min(MAX_HEADER_LEN)];
+    Some(match String::from_utf8_lossy(bytes) {
+        Cow::Borrowed(s) => Cow::Borrowed(truncate(s, MAX_HEADER_LEN)),
+        Cow::Owned(s) => Cow::Owned(s),
+    })
+}
+
+/// A 302 that browsers and proxies must not cache (each click must reach ingest).
+fn redirect(location: &str, cookie: Option<String>) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    let headers = response.headers_mut();
+    let location =
+        HeaderValue::from_str(location).unwrap_or_else(|_| HeaderValue::from_static("/"));
+    headers.insert(LOCATION, location);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(SET_COOKIE, cookie);
+    }
+    response
+}

@@ -1,0 +1,54 @@
+//! Every metric ingest exports, named and described in one place. Labels never carry a
+//! referral code or an affiliate id.
+
+pub const CLICKS: &str = "ingest_clicks_total";
+pub const EVENTS_PRODUCED: &str = "ingest_events_produced_total";
+pub const EVENTS_FAILED: &str = "ingest_events_failed_total";
+pub const EVENTS_SPILLED: &str = "ingest_events_spilled_total";
+pub const EVENTS_REPLAYED: &str = "ingest_events_replayed_total";
+pub const EVENTS_DROPPED: &str = "ingest_events_dropped_total";
+pub const QUEUE_DEPTH: &str = "ingest_producer_queue_depth";
+pub const SPILL_BYTES: &str = "ingest_spill_bytes";
+pub const BROKER_RTT: &str = "ingest_broker_rtt_seconds";
+pub const CONVERSIONS: &str = "ingest_conversions_total";
+pub const DIRECTORY_CODES: &str = "ingest_directory_codes";
+
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        CLICKS,
+        "Referral-link clicks answered, by the verdict ingest gave them."
+    );
+    describe_counter!(EVENTS_PRODUCED, "Events the broker acknowledged, by topic.");
+    describe_counter!(
+        EVENTS_FAILED,
+        "Events the broker did not acknowledge in time, by topic (clicks are then spilled)."
+    );
+    describe_counter!(
+        EVENTS_SPILLED,
+        "Clicks written to the local spill because the broker could not take them."
+    );
+    describe_counter!(EVENTS_REPLAYED, "Spilled clicks replayed to the broker.");
+    describe_counter!(
+        EVENTS_DROPPED,
+        "Clicks dropped because the spill reached its cap."
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Clicks queued in the producer and not yet acknowledged."
+    );
+    describe_gauge!(SPILL_BYTES, "Bytes of clicks waiting in the spill.");
+    describe_gauge!(
+        BROKER_RTT,
+        metrics::Unit::Seconds,
+        "Broker round-trip time (librdkafka statistics, average)."
+    );
+    describe_counter!(
+        CONVERSIONS,
+        "Conversions received, by type and outcome (accepted, invalid, unavailable)."
+    );
+    describe_gauge!(
+        DIRECTORY_CODES,
+        "Attributable referral codes held in memory."
+    );
+}

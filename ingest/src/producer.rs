@@ -1,0 +1,292 @@
+//! The Kafka side of ingest: a click producer that never blocks the redirect and never
+//! drops a click (short of the spill cap), and a conversion producer whose sends are
+//! awaited until the broker acknowledges them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
+    PurgeConfig, ThreadedProducer,
+};
+use rdkafka::statistics::Statistics;
+
+use crate::metrics as m;
+use crate::spill::{self, Spill};
+
+/// Delivery opaque of a live click.
+const LIVE: usize = 0;
+/// Delivery opaque of a click replayed from the spill.
+const REPLAYED: usize = 1;
+/// Clicks replayed per chunk before the cursor is saved.
+const REPLAY_CHUNK: usize = 5_000;
+
+/// Receives the broker's verdict on every click: failures go to the spill.
+pub struct ClickContext {
+    spill: Arc<Spill>,
+    replay_outstanding: AtomicI64,
+}
+
+impl ClientContext for ClickContext {
+    fn stats(&self, statistics: Statistics) {
+        let rtt_us = statistics
+            .brokers
+            .values()
+            .filter_map(|b| b.rtt.as_ref())
+            .map(|w| w.avg)
+            .max()
+            .unwrap_or(0);
+        metrics::gauge!(m::BROKER_RTT).set(rtt_us as f64 / 1e6);
+    }
+}
+
+impl ProducerContext for ClickContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        match result {
+            Ok(_) => {
+                metrics::counter!(m::EVENTS_PRODUCED, "topic" => "clicks").increment(1);
+                if opaque == REPLAYED {
+                    metrics::counter!(m::EVENTS_REPLAYED).increment(1);
+                }
+            }
+            Err((err, message)) => {
+                metrics::counter!(m::EVENTS_FAILED, "topic" => "clicks").increment(1);
+                tracing::debug!(%err, "click not acknowledged in time; spilling it");
+                spill_click(
+                    &self.spill,
+                    message.key().unwrap_or_default(),
+                    message.payload().unwrap_or_default(),
+                );
+            }
+        }
+        if opaque == REPLAYED {
+            self.replay_outstanding.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+fn spill_click(spill: &Spill, key: &[u8], payload: &[u8]) {
+    if spill.append(key, payload) {
+        metrics::counter!(m::EVENTS_SPILLED).increment(1);
+    } else {
+        metrics::counter!(m::EVENTS_DROPPED).increment(1);
+        tracing::error!("spill is full: a click was dropped");
+    }
+}
+
+/// Settings of the click producer.
+pub struct ClickProducerConfig<'a> {
+    pub brokers: &'a str,
+    pub topic: &'a str,
+    pub queue_max_messages: u32,
+    pub queue_max_kbytes: u32,
+    /// Unacknowledged for this long, a click is handed back and spilled.
+    pub spill_after: Duration,
+}
+
+pub struct ClickProducer {
+    producer: ThreadedProducer<ClickContext>,
+    topic: String,
+    spill: Arc<Spill>,
+}
+
+impl ClickProducer {
+    pub fn new(config: &ClickProducerConfig<'_>, spill: Arc<Spill>) -> anyhow::Result<Self> {
+        let context = ClickContext {
+            spill: spill.clone(),
+            replay_outstanding: AtomicI64::new(0),
+        };
+        let producer = reftrack_events::kafka::producer_config(config.brokers)
+            .set(
+                "queue.buffering.max.messages",
+                config.queue_max_messages.to_string(),
+            )
+            .set(
+                "queue.buffering.max.kbytes",
+                config.queue_max_kbytes.to_string(),
+            )
+            .set(
+                "message.timeout.ms",
+                config.spill_after.as_millis().to_string(),
+            )
+            .set("batch.num.messages", "10000")
+            .set("linger.ms", "10")
+            .set("statistics.interval.ms", "5000")
+            .create_with_context(context)
+            .context("create the click producer")?;
+        Ok(Self {
+            producer,
+            topic: config.topic.to_string(),
+            spill,
+        })
+    }
+
+    /// Queues a click for the broker without waiting. When the queue is full (broker
+    /// slow or away), the click goes straight to the spill.
+    pub fn send(&self, key: &str, payload: &[u8]) {
+        let record = BaseRecord::with_opaque_to(&self.topic, LIVE)
+            .key(key)
+            .payload(payload);
+        if let Err((err, _)) = self.producer.send(record) {
+            if !matches!(
+                err,
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+            ) {
+                tracing::warn!(%err, "click not queued; spilling it");
+            }
+            spill_click(&self.spill, key.as_bytes(), payload);
+        }
+    }
+
+    /// Clicks queued in memory and not yet acknowledged.
+    pub fn queue_depth(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+
+    pub fn spill(&self) -> &Spill {
+        &self.spill
+    }
+
+    /// Replays every closed spill segment, oldest first, in order. Each chunk is handed
+    /// to the producer and waited for (delivered, or failed and spilled again) before
+    /// the segment's cursor moves, so a crash mid-replay repeats at most one chunk.
+    pub async fn replay_spill(&self, wait_per_chunk: Duration) -> anyhow::Result<()> {
+        let segments = self
+            .spill
+            .closed_segments()
+            .context("list spill segments")?;
+        for segment in segments {
+            let mut done = spill::read_cursor(&segment);
+            let path = segment.clone();
+            let records = tokio::task::spawn_blocking(move || spill::read_segment(&path, done))
+                .await?
+                .with_context(|| format!("read {}", segment.display()))?;
+            for chunk in records.chunks(REPLAY_CHUNK) {
+                self.replay_chunk(chunk).await;
+                self.wait_for_replayed(wait_per_chunk).await?;
+                done += chunk.len() as u64;
+                spill::write_cursor(&segment, done).context("save the spill cursor")?;
+            }
+            self.spill
+                .remove(&segment)
+                .context("remove a replayed spill segment")?;
+            tracing::info!(segment = %segment.display(), clicks = records.len(), "spill segment replayed");
+        }
+        Ok(())
+    }
+
+    async fn replay_chunk(&self, chunk: &[spill::Record]) {
+        let outstanding = &self.producer.context().replay_outstanding;
+        for record in chunk {
+            outstanding.fetch_add(1, Ordering::AcqRel);
+            loop {
+                let base = BaseRecord::with_opaque_to(&self.topic, REPLAYED)
+                    .key(&record.key)
+                    .payload(&record.payload);
+                match self.producer.send(base) {
+                    Ok(()) => break,
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        _,
+                    )) => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((err, _)) => {
+                        tracing::warn!(%err, "replayed click not queued; spilling it again");
+                        outstanding.fetch_sub(1, Ordering::AcqRel);
+                        spill_click(&self.spill, &record.key, &record.payload);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn wait_for_replayed(&self, limit: Duration) -> anyhow::Result<()> {
+        let outstanding = &self.producer.context().replay_outstanding;
+        let deadline = tokio::time::Instant::now() + limit;
+        while outstanding.load(Ordering::Acquire) > 0 {
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "replayed clicks not resolved within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// At shutdown: give queued clicks `timeout` to reach the broker, then hand what is
+    /// left to the spill so nothing is lost, and sync the spill to disk.
+    pub fn close(&self, timeout: Duration) {
+        if let Err(err) = self.producer.flush(timeout) {
+            tracing::warn!(%err, left = self.queue_depth(), "clicks still queued at shutdown; spilling them");
+            self.producer
+                .purge(PurgeConfig::default().queue().inflight());
+            // Purged messages come back through the delivery callback, which spills them.
+            let _ = self.producer.flush(Duration::from_secs(5));
+        }
+        if let Err(err) = self.spill.flush() {
+            tracing::error!(%err, "cannot sync the spill at shutdown");
+        }
+    }
+}
+
+/// The conversion producer: each send is awaited until the broker acknowledges it
+/// (`acks=all`, idempotent), or fails within the configured time.
+#[derive(Clone)]
+pub struct ConversionProducer {
+    producer: FutureProducer,
+    topic: String,
+    ack_timeout: Duration,
+}
+
+impl ConversionProducer {
+    pub fn new(brokers: &str, topic: &str, ack_timeout: Duration) -> anyhow::Result<Self> {
+        let producer = reftrack_events::kafka::producer_config(brokers)
+            .set("message.timeout.ms", ack_timeout.as_millis().to_string())
+            .set("linger.ms", "1")
+            .create()
+            .context("create the conversion producer")?;
+        Ok(Self {
+            producer,
+            topic: topic.to_string(),
+            ack_timeout,
+        })
+    }
+
+    /// Resolves once the broker has the event, or fails.
+    pub async fn send(&self, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
+        let record = FutureRecord::to(&self.topic).key(key).payload(payload);
+        let outcome = tokio::time::timeout(self.ack_timeout + Duration::from_millis(500), async {
+            self.producer.send(record, self.ack_timeout).await
+        })
+        .await;
+        match outcome {
+            Ok(Ok(_)) => {
+                metrics::counter!(m::EVENTS_PRODUCED, "topic" => "conversions").increment(1);
+                Ok(())
+            }
+            Ok(Err((err, _))) => {
+                metrics::counter!(m::EVENTS_FAILED, "topic" => "conversions").increment(1);
+                Err(err)
+            }
+            Err(_) => {
+                metrics::counter!(m::EVENTS_FAILED, "topic" => "conversions").increment(1);
+                Err(KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
+                ))
+            }
+        }
+    }
+
+    pub fn close(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+}

@@ -1,0 +1,202 @@
+//! Where a click is sent: the landing page (global or the affiliate's), or a `to=` deep
+//! link when it stays on an allowed host, with the link's other query parameters
+//! (utm_* and the rest) passed through.
+//!
+//! A deep link is judged on the URL a browser would actually follow: it is resolved
+//! against the landing page with a WHATWG URL parser (which is what browsers use), and
+//! only the parsed scheme, credentials and host are checked. Tricks such as `//evil`,
+//! `\\evil`, `user@evil`, encoded slashes, mixed-case schemes, IDN hosts or CR/LF never
+//! reach the check as text, so they cannot get past it.
+
+use std::collections::HashSet;
+
+use url::Url;
+
+/// A landing page, parsed once and serialised once.
+#[derive(Debug, Clone)]
+pub struct Landing {
+    url: Url,
+    /// `url` without its fragment, ready to receive query parameters.
+    base: String,
+    fragment: Option<String>,
+}
+
+impl Landing {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let url = Url::parse(s).map_err(|e| e.to_string())?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!("{s} is not an http(s) URL with a host"));
+        }
+        Ok(Self::from_url(url))
+    }
+
+    fn from_url(mut url: Url) -> Self {
+        let fragment = url.fragment().map(str::to_string);
+        url.set_fragment(None);
+        Self {
+            base: url.as_str().to_string(),
+            url,
+            fragment,
+        }
+    }
+
+    pub fn host(&self) -> Option<&str> {
+        self.url.host_str()
+    }
+}
+
+/// Which hosts a deep link may point at, besides the landing page's own host.
+#[derive(Debug, Clone, Default)]
+pub struct RedirectPolicy {
+    allowed_hosts: HashSet<String>,
+}
+
+/// Longest `to=` value considered; longer ones are ignored.
+const MAX_DEEP_LINK_LEN: usize = 2048;
+
+impl RedirectPolicy {
+    /// `hosts` are normalised the way URLs normalise them (lower case, punycode).
+    pub fn new<'a>(hosts: impl IntoIterator<Item = &'a str>) -> Self {
+        let allowed_hosts = hosts
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .filter_map(|h| Url::parse(&format!("http://{h}/")).ok())
+            .filter_map(|u| u.host_str().map(str::to_string))
+            .collect();
+        Self { allowed_hosts }
+    }
+
+    /// The `Location` of a click: the deep link when it is allowed, else the landing
+    /// page; then the pass-through query (already URI-safe: it came from the request line).
+    pub fn location(&self, landing: &Landing, to: Option<&str>, passthrough: &str) -> String {
+        match to.and_then(|to| self.deep_link(landing, to)) {
+            Some(target) => with_query(&target.base, target.fragment.as_deref(), passthrough),
+            None => with_query(&landing.base, landing.fragment.as_deref(), passthrough),
+        }
+    }
+
+    /// The deep link resolved against the landing page, if it may be followed.
+    pub fn deep_link(&self, landing: &Landing, to: &str) -> Option<Landing> {
+        if to.is_empty() || to.len() > MAX_DEEP_LINK_LEN {
+            return None;
+        }
+        let url = landing.url.join(to).ok()?;
+        let host = url.host_str()?;
+        let allowed = matches!(url.scheme(), "http" | "https")
+            && url.username().is_empty()
+            && url.password().is_none()
+            && (Some(host) == landing.host() || self.allowed_hosts.contains(host));
+        allowed.then(|| Landing::from_url(url))
+    }
+}
+
+fn with_query(base: &str, fragment: Option<&str>, passthrough: &str) -> String {
+    let mut out = String::with_capacity(base.len() + passthrough.len() + 2);
+    out.push_str(base);
+    if !passthrough.is_empty() {
+        out.push(if base.contains('?') { '&' } else { '?' });
+        out.push_str(passthrough);
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// The raw query without the parameters ingest consumes (`ref`, `to`), so that the
+/// product receives utm_* and the rest exactly as the link carried them.
+pub fn passthrough_query(query: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let key = pair.split('=').next().unwrap_or_default();
+        let decoded = url::form_urlencoded::parse(key.as_bytes())
+            .next()
+            .map(|(k, _)| k);
+        if matches!(decoded.as_deref(), Some("ref" | "to")) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('&');
+        }
+        out.push_str(pair);
+    }
+    out
+}
+
+/// The first value of `name` in a raw query string, percent-decoded.
+pub fn query_param<'q>(query: &'q str, name: &str) -> Option<std::borrow::Cow<'q, str>> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn landing() -> Landing {
+        Landing::parse("https://product.example/welcome?src=ref#top").unwrap()
+    }
+
+    #[test]
+    fn passes_other_parameters_through_and_keeps_the_fragment_last() {
+        let policy = RedirectPolicy::default();
+        assert_eq!(
+            policy.location(&landing(), None, "utm_source=x&utm_medium=y%20z"),
+            "https://product.example/welcome?src=ref&utm_source=x&utm_medium=y%20z#top"
+        );
+        let plain = Landing::parse("https://product.example/").unwrap();
+        assert_eq!(
+            policy.location(&plain, None, ""),
+            "https://product.example/"
+        );
+        assert_eq!(
+            policy.location(&plain, None, "a=1"),
+            "https://product.example/?a=1"
+        );
+    }
+
+    #[test]
+    fn strips_only_ref_and_to() {
+        assert_eq!(
+            passthrough_query("ref=ABC&utm_source=x&to=%2Fp&%72ef=also&reference=kept&a"),
+            "utm_source=x&reference=kept&a"
+        );
+    }
+
+    #[test]
+    fn follows_relative_and_allowed_deep_links_only() {
+        let policy = RedirectPolicy::new(["docs.product.example", "BÜCHER.example"]);
+        let l = landing();
+        let loc = |to: &str| policy.location(&l, Some(to), "");
+        assert_eq!(
+            loc("/pricing?plan=pro"),
+            "https://product.example/pricing?plan=pro"
+        );
+        assert_eq!(
+            loc("https://docs.product.example/a"),
+            "https://docs.product.example/a"
+        );
+        assert_eq!(
+            loc("https://xn--bcher-kva.example/"),
+            "https://xn--bcher-kva.example/"
+        );
+        assert_eq!(
+            loc("https://bücher.example/x"),
+            "https://xn--bcher-kva.example/x"
+        );
+        for evil in [
+            "//evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "https://product.example@evil.example/",
+        ] {
+            assert_eq!(
+                loc(evil),
+                "https://product.example/welcome?src=ref#top",
+                "{evil}"
+            );
+        }
+    }
+}

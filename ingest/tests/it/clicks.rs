@@ -1,0 +1,255 @@
+use ingest::AttributionPolicy;
+use reftrack_events::click::parse_click_id;
+use reftrack_events::{ClickMethod, ClickVerdict};
+use reftrack_testkit::TestStack;
+
+use crate::{FIREFOX, LANDING, affiliate, clicks, config, http, spawn};
+
+fn cookie_click_id(response: &reqwest::Response) -> Option<uuid::Uuid> {
+    let cookie = response.headers().get("set-cookie")?.to_str().ok()?;
+    let value = cookie.split(';').next()?.strip_prefix("rt_ref=")?;
+    parse_click_id(value).map(|(_, id)| id)
+}
+
+#[tokio::test]
+async fn a_click_redirects_with_a_cookie_and_records_every_field() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "ABC123").await;
+    let server = spawn(&config(&stack)).await;
+    let started = chrono::Utc::now().timestamp_millis();
+
+    let response = http()
+        .get(server.url("/?ref=abc123&utm_source=news&utm_campaign=fall%20sale&x"))
+        .header("user-agent", FIREFOX)
+        .header("referer", "https://news.example/post")
+        .header("cf-ipcountry", "de")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(
+        response.headers()["location"],
+        format!("{LANDING}?utm_source=news&utm_campaign=fall%20sale&x").as_str()
+    );
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("rt_ref=ABC123."), "{cookie}");
+    assert!(
+        cookie.ends_with("; Max-Age=5184000; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "{cookie}"
+    );
+    let click_id = cookie_click_id(&response).unwrap();
+
+    let by_path = http()
+        .get(server.url("/r/ABC123?utm_medium=mail"))
+        .header("user-agent", FIREFOX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_path.status(), 302);
+    assert_eq!(
+        by_path.headers()["location"],
+        format!("{LANDING}?utm_medium=mail").as_str()
+    );
+    let second_click = cookie_click_id(&by_path).unwrap();
+
+    let events = clicks(&stack, 2).await;
+    assert_eq!(events.len(), 2, "exactly one event per click");
+    let first = &events[0];
+    assert_eq!(first.event_id, click_id, "the cookie carries the click id");
+    assert_eq!(events[1].event_id, second_click);
+    assert_eq!(first.code, "ABC123");
+    assert_eq!(first.affiliate_id, Some(id));
+    assert!(
+        first.received_at_ms >= started
+            && first.received_at_ms <= chrono::Utc::now().timestamp_millis()
+    );
+    assert_ne!(first.visitor, 0);
+    assert_eq!(
+        first.visitor, events[1].visitor,
+        "same IP and agent, same day: same visitor"
+    );
+    assert_eq!(first.user_agent, FIREFOX);
+    assert_eq!(first.referer.as_deref(), Some("https://news.example/post"));
+    assert_eq!(first.method, ClickMethod::Get);
+    assert_eq!(first.country.as_deref(), Some("DE"));
+    assert_eq!(first.verdict, ClickVerdict::Valid);
+    assert_eq!(events[1].referer, None);
+    assert_eq!(events[1].country, None);
+    // Nothing in the event can hold the raw IP.
+    let raw = String::from_utf8(first.encode()).unwrap();
+    assert!(!raw.contains("127.0.0.1"), "{raw}");
+}
+
+#[tokio::test]
+async fn last_click_replaces_the_cookie_and_first_click_keeps_it() {
+    let stack = TestStack::new().await.unwrap();
+    affiliate(&stack, "NEWER").await;
+    let existing = "rt_ref=OLDER.0190a0b2c3d47e8f9a0b1c2d3e4f5a6b";
+
+    let mut last = config(&stack);
+    last.attribution_policy = AttributionPolicy::LastClick;
+    last.cookie_domain = Some("product.example".into());
+    let server = spawn(&last).await;
+    let response = http()
+        .get(server.url("/?ref=NEWER"))
+        .header("user-agent", FIREFOX)
+        .header("cookie", existing)
+        .send()
+        .await
+        .unwrap();
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("rt_ref=NEWER."), "{cookie}");
+    assert!(cookie.contains("; Domain=product.example;"), "{cookie}");
+    server.stop().await.unwrap();
+
+    let mut first = config(&stack);
+    first.attribution_policy = AttributionPolicy::FirstClick;
+    first.attribution_window_days = 30;
+    let server = spawn(&first).await;
+    let kept = http()
+        .get(server.url("/?ref=NEWER"))
+        .header("user-agent", FIREFOX)
+        .header("cookie", format!("theme=dark; {existing}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), 302);
+    assert!(
+        kept.headers().get("set-cookie").is_none(),
+        "first click keeps the cookie"
+    );
+    let fresh = http()
+        .get(server.url("/?ref=NEWER"))
+        .header("user-agent", FIREFOX)
+        .header("cookie", "rt_ref=garbage")
+        .send()
+        .await
+        .unwrap();
+    let cookie = fresh.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.contains("Max-Age=2592000"), "{cookie}");
+    // Both clicks are still recorded, whatever the cookie decision.
+    assert_eq!(clicks(&stack, 3).await.len(), 3);
+}
+
+#[tokio::test]
+async fn unknown_bot_and_prefetch_clicks_still_redirect_and_are_flagged() {
+    let stack = TestStack::new().await.unwrap();
+    affiliate(&stack, "REAL").await;
+    sqlx::query("INSERT INTO affiliates (referral_code, status, commission_rate, min_withdrawal_balance) VALUES ('PENDING1', 'pending', 10, 20)")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let server = spawn(&config(&stack)).await;
+    let get = |code: &str, ua: &str| {
+        http()
+            .get(server.url(&format!("/?ref={code}")))
+            .header("user-agent", ua)
+    };
+
+    let cases = [
+        (get("NOPE", FIREFOX), ClickVerdict::UnknownCode, false),
+        (get("PENDING1", FIREFOX), ClickVerdict::UnknownCode, false),
+        (
+            get("bad%20code!", FIREFOX),
+            ClickVerdict::UnknownCode,
+            false,
+        ),
+        (
+            get("REAL", "Googlebot/2.1 (+http://www.google.com/bot.html)"),
+            ClickVerdict::Bot,
+            true,
+        ),
+        (get("REAL", ""), ClickVerdict::Bot, true),
+        (
+            get("REAL", FIREFOX).header("sec-purpose", "prefetch"),
+            ClickVerdict::Prefetch,
+            true,
+        ),
+        (
+            get("REAL", FIREFOX).header("purpose", "prefetch"),
+            ClickVerdict::Prefetch,
+            true,
+        ),
+        (
+            http()
+                .head(server.url("/?ref=REAL"))
+                .header("user-agent", FIREFOX),
+            ClickVerdict::Prefetch,
+            true,
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (request, verdict, cookie) in cases {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 302);
+        assert_eq!(response.headers()["location"], LANDING);
+        assert_eq!(
+            response.headers().get("set-cookie").is_some(),
+            cookie,
+            "{verdict:?}"
+        );
+        expected.push(verdict);
+    }
+    let events = clicks(&stack, expected.len()).await;
+    let verdicts: Vec<_> = events.iter().map(|e| e.verdict).collect();
+    assert_eq!(
+        verdicts, expected,
+        "events come back in click order (UUIDv7)"
+    );
+    assert!(events[..3].iter().all(|e| e.affiliate_id.is_none()));
+    assert_eq!(
+        events[2].code, "bad code!",
+        "the raw unknown code is kept for audit"
+    );
+    assert_eq!(events[7].method, reftrack_events::ClickMethod::Head);
+}
+
+#[tokio::test]
+async fn a_bare_visit_goes_to_the_landing_page_without_an_event() {
+    let stack = TestStack::new().await.unwrap();
+    let server = spawn(&config(&stack)).await;
+    let response = http()
+        .get(server.url("/?utm_source=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(
+        response.headers()["location"],
+        format!("{LANDING}?utm_source=x").as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_new_affiliate_is_attributable_without_a_restart() {
+    let stack = TestStack::new().await.unwrap();
+    let server = spawn(&config(&stack)).await;
+    let before = http()
+        .get(server.url("/?ref=LATER"))
+        .header("user-agent", FIREFOX)
+        .send()
+        .await
+        .unwrap();
+    assert!(before.headers().get("set-cookie").is_none());
+    affiliate(&stack, "LATER").await;
+    // NOTIFY reaches the directory promptly; allow a moment.
+    let mut attributed = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let response = http()
+            .get(server.url("/?ref=LATER"))
+            .header("user-agent", FIREFOX)
+            .send()
+            .await
+            .unwrap();
+        if response.headers().get("set-cookie").is_some() {
+            attributed = true;
+            break;
+        }
+    }
+    assert!(attributed, "the new code became attributable within 5s");
+}

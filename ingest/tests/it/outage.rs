@@ -1,0 +1,172 @@
+//! ingest with its broker gone: conversions are refused (503) and clicks keep being
+//! served, wait in the spill, and all arrive exactly once when the broker is back.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use reftrack_events::ClickEvent;
+use reftrack_store::api_keys::Scope;
+use reftrack_testkit::TestStack;
+use reftrack_testkit::kafka::{PrivateBroker, read_topic};
+use serde_json::{Value, json};
+
+use crate::{FIREFOX, affiliate, config, http, spawn};
+
+fn on_private_broker(stack: &TestStack, broker: &PrivateBroker) -> ingest::Config {
+    let mut config = config(stack);
+    config.kafka.brokers = broker.brokers();
+    config.spill_after_ms = 1_000;
+    config.conversion_ack_timeout_ms = 1_000;
+    config
+}
+
+#[tokio::test]
+async fn conversions_are_503_with_retry_after_while_the_broker_is_down() {
+    let stack = TestStack::new().await.unwrap();
+    let key = crate::conversions::key(&stack, &[Scope::Events]).await;
+    let mut broker = PrivateBroker::launch().unwrap();
+    let server = spawn(&on_private_broker(&stack, &broker)).await;
+    broker.stop();
+
+    let started = std::time::Instant::now();
+    let response = http()
+        .post(server.url("/v1/conversions"))
+        .bearer_auth(&key)
+        .json(
+            &json!({"event_id": "s-1", "type": "signup", "user_id": 1, "referral_code": "ABC123"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered within the ack timeout"
+    );
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "broker_unavailable");
+
+    // Redirects are unaffected.
+    let click = http().get(server.url("/?ref=ANY")).send().await.unwrap();
+    assert_eq!(click.status(), 302);
+    let ready: Value = http()
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+}
+
+#[tokio::test]
+async fn ten_thousand_clicks_during_an_outage_all_arrive_once() {
+    const CLICKS: usize = 10_000;
+    let stack = TestStack::new().await.unwrap();
+    affiliate(&stack, "OUTAGE").await;
+    let mut broker = PrivateBroker::launch().unwrap();
+    let config = on_private_broker(&stack, &broker);
+    let server = spawn(&config).await;
+    broker.stop();
+
+    let client = http();
+    let url = server.url("/?ref=OUTAGE");
+    let statuses: Vec<u16> = futures::stream::iter(0..CLICKS)
+        .map(|i| {
+            let request = client
+                .get(&url)
+                .header("user-agent", format!("{FIREFOX} #{i}"));
+            async move {
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| *s == 302),
+        "every click was redirected during the outage"
+    );
+
+    // Let the producer give up on the broker (SPILL_AFTER_MS) so the spill is used.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(
+        spilled_bytes(&config.spill_dir) > 0,
+        "clicks wait in this instance's spill"
+    );
+
+    broker.start().unwrap();
+    let (brokers, topic, partitions) = (
+        broker.brokers(),
+        config.kafka.clicks_topic.clone(),
+        config.kafka.partitions,
+    );
+    let records = tokio::task::spawn_blocking(move || {
+        read_topic(
+            &brokers,
+            &topic,
+            partitions,
+            CLICKS,
+            Duration::from_secs(120),
+            Duration::from_secs(3),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let ids: HashSet<_> = records
+        .iter()
+        .map(|r| ClickEvent::decode(&r.payload).unwrap().event_id)
+        .collect();
+    assert_eq!(records.len(), CLICKS, "no click twice");
+    assert_eq!(ids.len(), CLICKS, "no click lost");
+
+    assert_eq!(
+        spilled_bytes(&config.spill_dir),
+        0,
+        "the spill was replayed and emptied"
+    );
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metric(&metrics, "ingest_events_replayed_total") > 0.0,
+        "{metrics}"
+    );
+    assert_eq!(metric(&metrics, "ingest_events_dropped_total"), 0.0);
+    server.stop().await.unwrap();
+}
+
+fn spilled_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Sum of a metric's samples in a Prometheus text exposition.
+pub fn metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
