@@ -188,7 +188,13 @@ pub fn reveal(secret: &SecretString) -> &str {
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonConfig {
     /// Deployment profile: dev, test or production (production requires every secret).
-    #[arg(long = "env", env = "REFTRACK_ENV", value_enum, default_value = "dev")]
+    #[arg(
+        id = "env",
+        long = "env",
+        env = "REFTRACK_ENV",
+        value_enum,
+        default_value = "dev"
+    )]
     pub profile: Profile,
 
     /// Log format: text for people, json for log pipelines.
@@ -208,11 +214,16 @@ pub struct PostgresConfig {
     pub url: SecretUrl,
 
     /// Postgres schema to use instead of `public` (tests give each run its own).
-    #[arg(long = "database-schema", env = "DATABASE_SCHEMA")]
+    #[arg(
+        id = "database_schema",
+        long = "database-schema",
+        env = "DATABASE_SCHEMA"
+    )]
     pub schema: Option<String>,
 
     /// Largest number of pooled Postgres connections.
     #[arg(
+        id = "database_max_connections",
         long = "database-max-connections",
         env = "DATABASE_MAX_CONNECTIONS",
         default_value_t = 10
@@ -234,6 +245,7 @@ pub struct ClickHouseConfig {
 
     /// ClickHouse database holding reftrack's tables.
     #[arg(
+        id = "clickhouse_database",
         long = "clickhouse-database",
         env = "CLICKHOUSE_DATABASE",
         default_value = "reftrack"
@@ -242,6 +254,7 @@ pub struct ClickHouseConfig {
 
     /// ClickHouse user.
     #[arg(
+        id = "clickhouse_user",
         long = "clickhouse-user",
         env = "CLICKHOUSE_USER",
         default_value = "default"
@@ -249,11 +262,12 @@ pub struct ClickHouseConfig {
     pub user: String,
 
     /// ClickHouse password (empty for the local stack).
-    #[arg(long = "clickhouse-password", env = "CLICKHOUSE_PASSWORD", value_parser = parse_secret)]
+    #[arg(id = "clickhouse_password", long = "clickhouse-password", env = "CLICKHOUSE_PASSWORD", value_parser = parse_secret)]
     pub password: Option<SecretString>,
 
     /// HTTP body compression: none (Debian's 18.16 rejects the crate's LZ4) or lz4.
     #[arg(
+        id = "clickhouse_compression",
         long = "clickhouse-compression",
         env = "CLICKHOUSE_COMPRESSION",
         value_enum,
@@ -266,6 +280,7 @@ pub struct ClickHouseConfig {
 pub struct KafkaConfig {
     /// Kafka bootstrap servers, comma separated.
     #[arg(
+        id = "kafka_brokers",
         long = "kafka-brokers",
         env = "KAFKA_BROKERS",
         default_value = "127.0.0.1:9092"
@@ -274,6 +289,7 @@ pub struct KafkaConfig {
 
     /// Topic for referral-link clicks.
     #[arg(
+        id = "kafka_clicks_topic",
         long = "kafka-clicks-topic",
         env = "KAFKA_CLICKS_TOPIC",
         default_value = "clicks"
@@ -282,6 +298,7 @@ pub struct KafkaConfig {
 
     /// Topic for signups, purchases and refunds.
     #[arg(
+        id = "kafka_conversions_topic",
         long = "kafka-conversions-topic",
         env = "KAFKA_CONVERSIONS_TOPIC",
         default_value = "conversions"
@@ -289,11 +306,15 @@ pub struct KafkaConfig {
     pub conversions_topic: String,
 
     /// Partitions of each topic when reftrack creates it.
-    #[arg(long = "kafka-topic-partitions", env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    #[arg(id = "kafka_topic_partitions", long = "kafka-topic-partitions", env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
     pub partitions: i32,
 
+    /// Producer batch compression: none, lz4, zstd, snappy or gzip.
+    #[arg(id = "kafka_compression", long = "kafka-compression", env = "KAFKA_COMPRESSION", default_value = "lz4", value_parser = ["none", "lz4", "zstd", "snappy", "gzip"])]
+    pub compression: String,
+
     /// Replication factor of each topic when reftrack creates it.
-    #[arg(long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+    #[arg(id = "kafka_replication_factor", long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
     pub replication_factor: i32,
 }
 
@@ -301,6 +322,7 @@ pub struct KafkaConfig {
 pub struct RedisConfig {
     /// Redis URL.
     #[arg(
+        id = "redis_url",
         long = "redis-url",
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379/0"
@@ -309,6 +331,7 @@ pub struct RedisConfig {
 
     /// Prefix of every key reftrack writes, so several deployments (or tests) share a server.
     #[arg(
+        id = "redis_key_prefix",
         long = "redis-key-prefix",
         env = "REDIS_KEY_PREFIX",
         default_value = "rt:"
@@ -326,7 +349,7 @@ mod tests {
         common: CommonConfig,
         #[command(flatten)]
         postgres: PostgresConfig,
-        #[arg(long = "secret", env = "SAMPLE_SECRET_FOR_TEST", value_parser = parse_secret)]
+        #[arg(id = "secret", long = "secret", env = "SAMPLE_SECRET_FOR_TEST", value_parser = parse_secret)]
         secret: Option<SecretString>,
     }
 

@@ -1,9 +1,11 @@
 //! Tracing and Prometheus set-up, and the HTTP request metrics every service exports.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -86,19 +88,57 @@ fn describe_http_metrics() {
 }
 
 /// Axum middleware recording request count and latency labelled by the *matched route*
-/// (never the raw path, which would carry referral codes and ids).
+/// (never the raw path, which would carry referral codes and ids). Metric handles are
+/// cached per route, method and status, so the hot path neither allocates nor hashes
+/// label sets.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(HTTP_DURATION, "route" => route.clone())
-        .record(start.elapsed().as_secs_f64());
-    metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status)
-        .increment(1);
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let handles = http_handles(route, &method, response.status().as_u16());
+    handles.duration.record(start.elapsed().as_secs_f64());
+    handles.requests.increment(1);
     response
+}
+
+#[derive(Clone)]
+struct HttpHandles {
+    duration: metrics::Histogram,
+    requests: metrics::Counter,
+}
+
+/// Route → the handles seen for it, by method and status (a short list per route).
+type HandleCache = HashMap<Box<str>, Vec<(Method, u16, HttpHandles)>>;
+
+fn http_handles(route: &str, method: &Method, status: u16) -> HttpHandles {
+    static CACHE: OnceLock<RwLock<HandleCache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let lookup = |cache: &HandleCache| {
+        cache
+            .get(route)?
+            .iter()
+            .find(|(m, s, _)| m == method && *s == status)
+            .map(|(_, _, h)| h.clone())
+    };
+    if let Some(handles) = lookup(&cache.read().unwrap_or_else(|e| e.into_inner())) {
+        return handles;
+    }
+    let handles = HttpHandles {
+        duration: metrics::histogram!(HTTP_DURATION, "route" => route.to_owned()),
+        requests: metrics::counter!(
+            HTTP_REQUESTS,
+            "route" => route.to_owned(),
+            "method" => method.as_str().to_owned(),
+            "status" => status.to_string()
+        ),
+    };
+    cache
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(route.into())
+        .or_default()
+        .push((method.clone(), status, handles.clone()));
+    handles
 }

@@ -136,3 +136,11 @@ fn compose_sets_only_variables_the_services_read() {
         }
     }
 }
+
+#[test]
+fn every_service_configuration_is_well_formed() {
+    // clap's own consistency checks (unique argument ids across flattened groups, ...).
+    ingest::Config::command().debug_assert();
+    aggregator::Config::command().debug_assert();
+    api::Config::command().debug_assert();
+}

@@ -23,13 +23,13 @@ pub fn client_config(brokers: &str) -> ClientConfig {
 }
 
 /// A producer that neither loses nor duplicates on retry: idempotent, `acks=all`,
-/// lz4-compressed batches. Callers add their own queue and timeout limits.
-pub fn producer_config(brokers: &str) -> ClientConfig {
-    let mut config = client_config(brokers);
+/// compressed batches. Callers add their own queue and timeout limits.
+pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = client_config(&kafka.brokers);
     config
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("compression.type", "lz4")
+        .set("compression.type", &kafka.compression)
         .set("linger.ms", "5");
     config
 }

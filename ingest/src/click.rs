@@ -21,7 +21,7 @@ use crate::cookie::CookiePolicy;
 use crate::directory::Directory;
 use crate::metrics as m;
 use crate::producer::ClickProducer;
-use crate::redirect::{Landing, RedirectPolicy, passthrough_query, query_param};
+use crate::redirect::{ClickQuery, Landing, RedirectPolicy, split_query};
 use crate::verdict::{BotDetector, VisitorHasher, is_prefetch};
 
 pub struct ClickState {
@@ -42,11 +42,16 @@ pub async fn by_query(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let query = request.uri().query().unwrap_or_default();
-    match query_param(query, "ref") {
-        Some(code) => state.click(&code, query, peer, &request),
+    let query = split_query(request.uri().query().unwrap_or_default());
+    match &query.code {
+        Some(code) => state.click(code, &query, peer, &request),
         // A bare visit: send it on, nothing to record.
-        None => redirect(&state.landing_location(query), None),
+        None => redirect(
+            &state
+                .redirects
+                .location(&state.landing, None, &query.passthrough),
+            None,
+        ),
     }
 }
 
@@ -57,17 +62,18 @@ pub async fn by_path(
     Path(code): Path<String>,
     request: Request,
 ) -> Response {
-    let query = request.uri().query().unwrap_or_default();
-    state.click(&code, query, peer, &request)
+    let query = split_query(request.uri().query().unwrap_or_default());
+    state.click(&code, &query, peer, &request)
 }
 
 impl ClickState {
-    fn landing_location(&self, query: &str) -> String {
-        self.redirects
-            .location(&self.landing, None, &passthrough_query(query))
-    }
-
-    fn click(&self, raw_code: &str, query: &str, peer: SocketAddr, request: &Request) -> Response {
+    fn click(
+        &self,
+        raw_code: &str,
+        query: &ClickQuery<'_>,
+        peer: SocketAddr,
+        request: &Request,
+    ) -> Response {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let headers = request.headers();
         let code = ReferralCode::parse(raw_code);
@@ -113,10 +119,9 @@ impl ClickState {
         let landing = affiliate
             .and_then(|a| a.landing.as_deref())
             .unwrap_or(&self.landing);
-        let to = query_param(query, "to");
         let location = self
             .redirects
-            .location(landing, to.as_deref(), &passthrough_query(query));
+            .location(landing, query.to.as_deref(), &query.passthrough);
         // Only an attributable code earns the visitor an attribution cookie.
         let cookie =
             affiliate.and_then(|_| self.cookie.set_cookie(headers, &event.code, event.event_id));

@@ -72,19 +72,14 @@ impl App {
             .with_context(|| format!("open SPILL_DIR {}", config.spill_dir.display()))?;
         let clicks = Arc::new(ClickProducer::new(
             &ClickProducerConfig {
-                brokers: &config.kafka.brokers,
-                topic: &config.kafka.clicks_topic,
+                kafka: &config.kafka,
                 queue_max_messages: config.click_queue_max_messages,
                 queue_max_kbytes: config.click_queue_max_kbytes,
                 spill_after: config.spill_after(),
             },
             Arc::new(spill),
         )?);
-        let conversions = ConversionProducer::new(
-            &config.kafka.brokers,
-            &config.kafka.conversions_topic,
-            config.conversion_ack_timeout(),
-        )?;
+        let conversions = ConversionProducer::new(&config.kafka, config.conversion_ack_timeout())?;
 
         let click_state = Arc::new(ClickState {
             directory: directory.clone(),

@@ -2,6 +2,11 @@ use std::process::ExitCode;
 
 use reftrack_common::{config, shutdown, telemetry};
 
+// mimalloc: markedly cheaper than glibc malloc for the many short-lived allocations of
+// request handling (measured on the click path: see load-tests).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match config::load::<ingest::Config>() {

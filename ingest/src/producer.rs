@@ -15,6 +15,7 @@ use rdkafka::producer::{
     PurgeConfig, ThreadedProducer,
 };
 use rdkafka::statistics::Statistics;
+use reftrack_common::config::KafkaConfig;
 
 use crate::metrics as m;
 use crate::spill::{self, Spill};
@@ -83,8 +84,7 @@ fn spill_click(spill: &Spill, key: &[u8], payload: &[u8]) {
 
 /// Settings of the click producer.
 pub struct ClickProducerConfig<'a> {
-    pub brokers: &'a str,
-    pub topic: &'a str,
+    pub kafka: &'a KafkaConfig,
     pub queue_max_messages: u32,
     pub queue_max_kbytes: u32,
     /// Unacknowledged for this long, a click is handed back and spilled.
@@ -103,7 +103,7 @@ impl ClickProducer {
             spill: spill.clone(),
             replay_outstanding: AtomicI64::new(0),
         };
-        let producer = reftrack_events::kafka::producer_config(config.brokers)
+        let producer = reftrack_events::kafka::producer_config(config.kafka)
             .set(
                 "queue.buffering.max.messages",
                 config.queue_max_messages.to_string(),
@@ -123,7 +123,7 @@ impl ClickProducer {
             .context("create the click producer")?;
         Ok(Self {
             producer,
-            topic: config.topic.to_string(),
+            topic: config.kafka.clicks_topic.clone(),
             spill,
         })
     }
@@ -248,15 +248,15 @@ pub struct ConversionProducer {
 }
 
 impl ConversionProducer {
-    pub fn new(brokers: &str, topic: &str, ack_timeout: Duration) -> anyhow::Result<Self> {
-        let producer = reftrack_events::kafka::producer_config(brokers)
+    pub fn new(kafka: &KafkaConfig, ack_timeout: Duration) -> anyhow::Result<Self> {
+        let producer = reftrack_events::kafka::producer_config(kafka)
             .set("message.timeout.ms", ack_timeout.as_millis().to_string())
             .set("linger.ms", "1")
             .create()
             .context("create the conversion producer")?;
         Ok(Self {
             producer,
-            topic: topic.to_string(),
+            topic: kafka.conversions_topic.clone(),
             ack_timeout,
         })
     }

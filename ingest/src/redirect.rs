@@ -8,6 +8,7 @@
 //! `\\evil`, `user@evil`, encoded slashes, mixed-case schemes, IDN hosts or CR/LF never
 //! reach the check as text, so they cannot get past it.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use url::Url;
@@ -104,31 +105,37 @@ fn with_query(base: &str, fragment: Option<&str>, passthrough: &str) -> String {
     out
 }
 
-/// The raw query without the parameters ingest consumes (`ref`, `to`), so that the
-/// product receives utm_* and the rest exactly as the link carried them.
-pub fn passthrough_query(query: &str) -> String {
-    let mut out = String::with_capacity(query.len());
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let key = pair.split('=').next().unwrap_or_default();
-        let decoded = url::form_urlencoded::parse(key.as_bytes())
-            .next()
-            .map(|(k, _)| k);
-        if matches!(decoded.as_deref(), Some("ref" | "to")) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push('&');
-        }
-        out.push_str(pair);
-    }
-    out
+/// A click's query string, read in one pass: `ref` and `to` (decoded), and every other
+/// parameter passed through exactly as the link carried it (utm_* and the rest).
+#[derive(Debug, Default)]
+pub struct ClickQuery<'q> {
+    pub code: Option<Cow<'q, str>>,
+    pub to: Option<Cow<'q, str>>,
+    pub passthrough: String,
 }
 
-/// The first value of `name` in a raw query string, percent-decoded.
-pub fn query_param<'q>(query: &'q str, name: &str) -> Option<std::borrow::Cow<'q, str>> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v)
+pub fn split_query(query: &str) -> ClickQuery<'_> {
+    let mut parts = ClickQuery {
+        passthrough: String::with_capacity(query.len()),
+        ..ClickQuery::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = url::form_urlencoded::parse(pair.as_bytes())
+            .next()
+            .unwrap_or_default();
+        match &*key {
+            "ref" if parts.code.is_none() => parts.code = Some(value),
+            "to" if parts.to.is_none() => parts.to = Some(value),
+            "ref" | "to" => {}
+            _ => {
+                if !parts.passthrough.is_empty() {
+                    parts.passthrough.push('&');
+                }
+                parts.passthrough.push_str(pair);
+            }
+        }
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -158,11 +165,17 @@ mod tests {
     }
 
     #[test]
-    fn strips_only_ref_and_to() {
-        assert_eq!(
-            passthrough_query("ref=ABC&utm_source=x&to=%2Fp&%72ef=also&reference=kept&a"),
-            "utm_source=x&reference=kept&a"
+    fn reads_ref_and_to_and_passes_the_rest_through_raw() {
+        let q = split_query(
+            "ref=abc&utm_source=x&to=%2Fp&%72ef=second&reference=kept&a&utm_term=a%20b",
         );
+        assert_eq!(q.code.as_deref(), Some("abc"));
+        assert_eq!(q.to.as_deref(), Some("/p"));
+        assert_eq!(
+            q.passthrough,
+            "utm_source=x&reference=kept&a&utm_term=a%20b"
+        );
+        assert!(split_query("").code.is_none());
     }
 
     #[test]

@@ -1,1 +1,151 @@
-fn main() {}
+//! `loadtest`: reftrack's load generator and benchmarks. Run `loadtest --help`.
+
+// A command-line tool whose output is its result: printing is its job.
+#![allow(clippy::print_stdout)]
+
+mod bench_ingest;
+mod load;
+mod procs;
+mod stack;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "loadtest",
+    about = "reftrack load generator and benchmarks (against the local stack)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// ingest's redirect against a bare axum server answering the same 302.
+    BenchIngest {
+        #[command(flatten)]
+        args: bench_ingest::Args,
+        #[command(flatten)]
+        stack: Box<stack::StackArgs>,
+    },
+    /// Drive one URL (closed loop, or paced with --rate) and print throughput and latency.
+    Hit {
+        /// http://HOST:PORT/PATH?QUERY
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 32)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Requests per second; omit for as fast as possible.
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(
+            long,
+            default_value = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+        )]
+        user_agent: String,
+    },
+    /// The baseline of bench-ingest: a bare axum server answering a fixed 302.
+    BareServer {
+        #[arg(long)]
+        addr: SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::BenchIngest { args, stack } => {
+            let stack = stack::Stack::prepare(&stack, "bench_ingest").await?;
+            let figures = bench_ingest::run(&args, &stack).await?;
+            bench_ingest::print(&args, &figures);
+        }
+        Command::Hit {
+            url,
+            connections,
+            duration,
+            rate,
+            user_agent,
+        } => hit(&url, connections, duration, rate, user_agent).await?,
+        Command::BareServer { addr } => bare_server(addr).await?,
+    }
+    Ok(())
+}
+
+async fn hit(
+    url: &str,
+    connections: usize,
+    duration: u64,
+    rate: Option<f64>,
+    user_agent: String,
+) -> anyhow::Result<()> {
+    let uri: hyper::Uri = url.parse()?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("{url} has no host:port"))?;
+    let target = tokio::net::lookup_host(authority.as_str())
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{authority} does not resolve"))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+    let outcome = load::run(&load::Load {
+        target,
+        connections,
+        duration: std::time::Duration::from_secs(duration),
+        rate,
+        shot: std::sync::Arc::new(move |_| load::Shot {
+            method: hyper::Method::GET,
+            path: path.clone(),
+            headers: vec![("user-agent", user_agent.clone())],
+            body: None,
+        }),
+    })
+    .await?;
+    println!(
+        "{:.0} req/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  statuses {:?}  errors {}",
+        outcome.rps(),
+        outcome.quantile_ms(0.5),
+        outcome.quantile_ms(0.9),
+        outcome.quantile_ms(0.99),
+        outcome.latency_us.max() as f64 / 1000.0,
+        outcome.by_status,
+        outcome.errors
+    );
+    Ok(())
+}
+
+/// The same 302 ingest answers (Location, Cache-Control, Set-Cookie), with no work behind it.
+async fn bare_server(addr: SocketAddr) -> anyhow::Result<()> {
+    async fn redirect() -> impl IntoResponse {
+        (
+            StatusCode::FOUND,
+            [
+                (
+                    header::LOCATION,
+                    HeaderValue::from_static("https://product.example/welcome?utm_source=bench"),
+                ),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                (
+                    header::SET_COOKIE,
+                    HeaderValue::from_static(
+                        "rt_ref=BENCH.0190a0b2c3d47e8f9a0b1c2d3e4f5a6b; Max-Age=5184000; Path=/; Secure; HttpOnly; SameSite=Lax",
+                    ),
+                ),
+            ],
+        )
+    }
+    let router = Router::new()
+        .route("/", get(redirect))
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, router).await?;
+    Ok(())
+}

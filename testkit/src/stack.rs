@@ -55,6 +55,7 @@ impl TestStack {
             clicks_topic: format!("{id}_clicks"),
             conversions_topic: format!("{id}_conversions"),
             partitions: 3,
+            compression: "lz4".to_string(),
             replication_factor: 1,
         };
         let redis = RedisConfig {

@@ -41,7 +41,7 @@ async fn read_and_commit(consumer: &StreamConsumer, n: usize) -> Vec<String> {
 async fn tansu_serves_an_idempotent_producer_and_a_consumer_group_with_committed_offsets() {
     let stack = TestStack::new().await.unwrap();
     let topic = stack.kafka.clicks_topic.clone();
-    let producer: FutureProducer = reftrack_events::kafka::producer_config(&stack.kafka.brokers)
+    let producer: FutureProducer = reftrack_events::kafka::producer_config(&stack.kafka)
         .create()
         .unwrap();
     for i in 0..10 {

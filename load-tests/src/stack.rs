@@ -1,0 +1,83 @@
+//! The benchmarks run against the local stack (`scripts/stack deps`), inside names of
+//! their own (Postgres schema, ClickHouse database, topics, Redis prefix) so they never
+//! touch the demo data. Services started here inherit the environment and get these
+//! names on top.
+
+use anyhow::Context;
+use reftrack_common::config::{ClickHouseConfig, KafkaConfig, PostgresConfig, RedisConfig};
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct StackArgs {
+    #[command(flatten)]
+    pub postgres: PostgresConfig,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseConfig,
+    #[command(flatten)]
+    pub kafka: KafkaConfig,
+    #[command(flatten)]
+    pub redis: RedisConfig,
+}
+
+pub struct Stack {
+    pub args: StackArgs,
+    pub pool: PgPool,
+    pub name: String,
+}
+
+impl Stack {
+    /// Creates (or reuses) the names `name` for a run, with migrations applied.
+    pub async fn prepare(args: &StackArgs, name: &str) -> anyhow::Result<Self> {
+        let mut args = args.clone();
+        let admin = reftrack_store::postgres::connect(&PostgresConfig {
+            schema: None,
+            max_connections: 1,
+            ..args.postgres.clone()
+        })
+        .await?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {name}"))
+            .execute(&admin)
+            .await
+            .context("create the benchmark schema")?;
+        args.postgres.schema = Some(name.to_string());
+        args.clickhouse.database = name.to_string();
+        args.kafka.clicks_topic = format!("{name}_clicks");
+        args.kafka.conversions_topic = format!("{name}_conversions");
+        args.redis.key_prefix = format!("{name}:");
+        let pool = reftrack_store::postgres::connect(&args.postgres).await?;
+        reftrack_store::postgres::migrate(&pool).await?;
+        Ok(Self {
+            args,
+            pool,
+            name: name.to_string(),
+        })
+    }
+
+    /// What a service started for this run must read to use this run's names.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_SCHEMA", self.name.clone()),
+            ("CLICKHOUSE_DATABASE", self.args.clickhouse.database.clone()),
+            ("KAFKA_CLICKS_TOPIC", self.args.kafka.clicks_topic.clone()),
+            (
+                "KAFKA_CONVERSIONS_TOPIC",
+                self.args.kafka.conversions_topic.clone(),
+            ),
+            ("REDIS_KEY_PREFIX", self.args.redis.key_prefix.clone()),
+        ]
+    }
+
+    /// An approved affiliate with `code` (kept if it exists); returns its id.
+    pub async fn seed_affiliate(&self, code: &str) -> anyhow::Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO affiliates (referral_code, status, commission_rate, min_withdrawal_balance)
+             VALUES ($1, 'approved', 10, 20)
+             ON CONFLICT (referral_code) DO UPDATE SET referral_code = EXCLUDED.referral_code
+             RETURNING id",
+        )
+        .bind(code)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+}
