@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Parser;
 use reftrack_common::config::{
@@ -34,10 +35,48 @@ pub struct Config {
         default_value = "127.0.0.1:8090"
     )]
     pub addr: SocketAddr,
+
+    /// Kafka consumer group (suffixed per topic). Progress lives in the sinks, so renaming it replays nothing.
+    #[arg(
+        long = "group",
+        env = "AGGREGATOR_GROUP",
+        default_value = "reftrack-aggregator"
+    )]
+    pub group: String,
+
+    /// Most events in one batch.
+    #[arg(long = "batch-max-events", env = "BATCH_MAX_EVENTS", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub batch_max_events: u32,
+
+    /// Longest wait, in milliseconds, for a batch to fill before it is written anyway.
+    #[arg(long = "batch-max-wait-ms", env = "BATCH_MAX_WAIT_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub batch_max_wait_ms: u64,
+
+    /// A click by the same visitor on the same code within this many seconds of the
+    /// first one is a duplicate.
+    #[arg(long = "dedupe-window-secs", env = "DEDUPE_WINDOW_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub dedupe_window_secs: u64,
+
+    /// Clicks one visitor may make in a minute (across codes) before the rest are rate-limited.
+    #[arg(long = "rate-limit-per-minute", env = "RATE_LIMIT_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate_limit_per_minute: u32,
+
+    /// Consumer group session timeout: how soon a crashed instance's partitions move on.
+    #[arg(long = "session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1_000..=300_000))]
+    pub session_timeout_ms: u32,
+}
+
+impl Config {
+    pub fn batch_max_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_max_wait_ms)
+    }
 }
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.group.is_empty() {
+            return Err(ConfigError::new("AGGREGATOR_GROUP", "must not be empty"));
+        }
         Ok(())
     }
 }

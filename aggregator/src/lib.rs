@@ -1,29 +1,56 @@
 //! aggregator: streams clicks and conversions from Kafka into ClickHouse rollups and the
 //! Postgres ledger, exactly once in effect.
+//!
+//! - [`consume`]: batches from Kafka; [`positions`]: where each sink stands, kept in the
+//!   sink itself; [`pipeline`]: the read-apply-retry loop both topics share;
+//! - [`clicks`]: verdicts (Redis), `linkClicked` (Postgres), raw clicks (ClickHouse);
+//! - [`conversions`]: the commission [`conversions::ledger`] (Postgres), raw conversions
+//!   (ClickHouse), unappliable messages [`parked`].
 
+pub mod clicks;
 mod config;
+pub mod consume;
+pub mod conversions;
+pub mod metrics;
+pub mod parked;
+pub mod pipeline;
+pub mod positions;
 
 use std::future::Future;
+use std::time::Instant;
 
 use anyhow::Context;
 use axum::Router;
 use reftrack_common::http::{Readiness, ops_router, serve};
 use reftrack_common::telemetry;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
+use crate::clicks::ClickSink;
+use crate::clicks::verdicts::Verdicts;
+use crate::consume::TopicConsumer;
+use crate::conversions::ConversionSink;
+use crate::pipeline::Limits;
+
+/// aggregator, built from its configuration: the two pipelines and the ops router.
 pub struct App {
     router: Router,
+    clicks: (TopicConsumer, ClickSink),
+    conversions: (TopicConsumer, ConversionSink),
+    limits: (usize, std::time::Duration),
 }
 
 impl App {
-    /// Connects to every store and applies the schemas.
+    /// Connects to every store, applies the schemas and joins the consumer groups.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics();
+        metrics::describe();
+        let kafka = &config.kafka;
         reftrack_events::kafka::ensure_topics(
-            &config.kafka,
-            &[&config.kafka.clicks_topic, &config.kafka.conversions_topic],
+            kafka,
+            &[&kafka.clicks_topic, &kafka.conversions_topic],
         )
         .await?;
         let pool = reftrack_store::postgres::connect(&config.postgres).await?;
@@ -31,7 +58,25 @@ impl App {
         reftrack_store::clickhouse::ensure_schema(&config.clickhouse).await?;
         let clickhouse = reftrack_store::clickhouse::client(&config.clickhouse);
         let redis = reftrack_store::redis::connect(&config.redis).await?;
-        let broker = reftrack_events::kafka::BrokerProbe::new(&config.kafka.brokers)?;
+        let broker = reftrack_events::kafka::BrokerProbe::new(&kafka.brokers)?;
+
+        let clicks = ClickSink {
+            pool: pool.clone(),
+            clickhouse: clickhouse.clone(),
+            redis: redis.clone(),
+            verdicts: Verdicts::new(
+                &config.redis.key_prefix,
+                config.dedupe_window_secs,
+                config.rate_limit_per_minute,
+            ),
+            topic: kafka.clicks_topic.clone(),
+        };
+        let conversions = ConversionSink {
+            pool: pool.clone(),
+            clickhouse: clickhouse.clone(),
+            topic: kafka.conversions_topic.clone(),
+        };
+
         let readiness = Readiness::new()
             .with("postgres", move || {
                 let pool = pool.clone();
@@ -51,18 +96,88 @@ impl App {
             });
         let router =
             ops_router(readiness, metrics).layer(axum::middleware::from_fn(telemetry::track_http));
-        Ok(Self { router })
+        Ok(Self {
+            router,
+            clicks: (
+                TopicConsumer::new(config, &kafka.clicks_topic, "clicks")?,
+                clicks,
+            ),
+            conversions: (
+                TopicConsumer::new(config, &kafka.conversions_topic, "conversions")?,
+                conversions,
+            ),
+            limits: (config.batch_max_events as usize, config.batch_max_wait()),
+        })
     }
 
+    /// Runs both pipelines and serves health and metrics until `shutdown`; then lets the
+    /// batches in flight finish before returning.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        serve(self.router, listener, shutdown)
-            .await
-            .context("serve HTTP")
+        let cancel = CancellationToken::new();
+        let limits = || Limits {
+            max_events: self.limits.0,
+            max_wait: self.limits.1,
+        };
+        let (click_consumer, click_sink) = self.clicks;
+        let (conversion_consumer, conversion_sink) = self.conversions;
+        let mut pipelines = tokio::task::JoinSet::new();
+        pipelines.spawn(pipeline::run(
+            click_consumer,
+            click_sink,
+            limits(),
+            cancel.clone(),
+        ));
+        pipelines.spawn(pipeline::run(
+            conversion_consumer,
+            conversion_sink,
+            limits(),
+            cancel.clone(),
+        ));
+        // A pipeline only ends when cancelled; one that ends otherwise (a panic) takes
+        // the service down, so that it is restarted rather than left idle but "ready".
+        let stop = cancel.clone();
+        let watch = async move {
+            let ended = pipelines.join_next().await;
+            if !stop.is_cancelled() {
+                tracing::error!(?ended, "a pipeline stopped unexpectedly; shutting down");
+            }
+            stop.cancel();
+            while pipelines.join_next().await.is_some() {}
+            ended
+        };
+        let stop = cancel.clone();
+        let server = serve(self.router, listener, async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop.cancelled() => {}
+            }
+            stop.cancel();
+        });
+        let (served, ended) = tokio::join!(server, watch);
+        tracing::info!("aggregator stopped");
+        served.context("serve HTTP")?;
+        match ended {
+            Some(Err(err)) if err.is_panic() => anyhow::bail!("a pipeline panicked: {err}"),
+            _ => Ok(()),
+        }
     }
+}
+
+/// Awaits `work`, recording how long it took as a sink write.
+pub(crate) async fn timed<T>(
+    sink: &'static str,
+    stream: &'static str,
+    work: impl Future<Output = T>,
+) -> T {
+    let started = Instant::now();
+    let out = work.await;
+    ::metrics::histogram!(metrics::SINK_WRITE, "sink" => sink, "topic" => stream)
+        .record(started.elapsed().as_secs_f64());
+    out
 }
 
 pub async fn run(

@@ -5,7 +5,8 @@
 
 CREATE DATABASE IF NOT EXISTS {db};
 
--- Every click with its verdict, so every count can be audited. Never read on a request path.
+-- Every click with its verdict, so every count can be audited ('invalid': an undecodable
+-- message, parked in Postgres). Never read on a request path.
 CREATE TABLE IF NOT EXISTS {db}.clicks_raw (
     event_id         UUID,
     kafka_topic      String,
@@ -20,7 +21,7 @@ CREATE TABLE IF NOT EXISTS {db}.clicks_raw (
     referer          String,
     method           Enum8('GET' = 1, 'HEAD' = 2),
     country          String,
-    verdict          Enum8('valid' = 1, 'bot' = 2, 'prefetch' = 3, 'duplicate' = 4, 'unknown_code' = 5, 'rate_limited' = 6),
+    verdict          Enum8('valid' = 1, 'bot' = 2, 'prefetch' = 3, 'duplicate' = 4, 'unknown_code' = 5, 'rate_limited' = 6, 'invalid' = 7),
     inserted_at      DateTime DEFAULT now()
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(received_at)
@@ -58,14 +59,14 @@ FROM {db}.clicks_raw
 GROUP BY affiliate_id, hour;
 
 -- Every conversion message with its verdict: valid (counted), duplicate (a repeated
--- event id), unattributed (parked in Postgres with the reason).
+-- event id), unattributed (parked in Postgres with the reason), invalid (undecodable, parked).
 CREATE TABLE IF NOT EXISTS {db}.conversions_raw (
     event_id           String,
     kafka_topic        String,
     kafka_partition    UInt16,
     kafka_offset       UInt64,
     kind               Enum8('signup' = 1, 'purchase' = 2, 'refund' = 3),
-    verdict            Enum8('valid' = 1, 'duplicate' = 2, 'unattributed' = 3),
+    verdict            Enum8('valid' = 1, 'duplicate' = 2, 'unattributed' = 3, 'invalid' = 4),
     affiliate_id       UInt64,
     code               String,
     user_id            Int64,

@@ -70,7 +70,7 @@ BEGIN
     IF TG_OP = 'INSERT' OR NEW.commission_rate IS DISTINCT FROM OLD.commission_rate THEN
         INSERT INTO commission_rate_history (affiliate_id, valid_from, rate)
         -- The first rate holds for anything that happened before the affiliate existed.
-        VALUES (NEW.id, CASE WHEN TG_OP = 'INSERT' THEN '-infinity'::timestamptz ELSE now() END, NEW.commission_rate)
+        VALUES (NEW.id, CASE WHEN TG_OP = 'INSERT' THEN 'epoch'::timestamptz ELSE now() END, NEW.commission_rate)
         ON CONFLICT (affiliate_id, valid_from) DO UPDATE SET rate = EXCLUDED.rate;
     END IF;
     RETURN NEW;

@@ -13,14 +13,15 @@ CREATE TABLE api_keys (
 );
 
 -- The aggregator's progress per partition, committed in the same transaction as the
--- rows it covers. Updates compare the expected offset, which fences a stale owner.
+-- rows it covers. Updates compare the expected offset, which fences a stale owner. It
+-- belongs to this sink and the topic, not to a Kafka consumer group: renaming the group
+-- must not replay anything.
 CREATE TABLE consumer_offsets (
-    consumer_group   TEXT NOT NULL,
     topic            TEXT NOT NULL,
     kafka_partition  INTEGER NOT NULL,
     next_offset      BIGINT NOT NULL CHECK (next_offset >= 0),
     updated_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
-    PRIMARY KEY (consumer_group, topic, kafka_partition)
+    PRIMARY KEY (topic, kafka_partition)
 );
 
 -- Messages the aggregator could not apply (undecodable, unattributable): kept with the

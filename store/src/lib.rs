@@ -9,3 +9,4 @@ pub mod api_keys;
 pub mod clickhouse;
 pub mod postgres;
 pub mod redis;
+pub mod stats;

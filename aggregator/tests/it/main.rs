@@ -1,8 +1,17 @@
 //! aggregator's integration tests, against the real local stack.
 
+mod crash;
 mod ops;
+mod pipeline;
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use clap::Parser;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use reftrack_events::{ClickEvent, ClickMethod, ClickVerdict, ConversionEvent};
+use reftrack_store::stats::{self, Stats};
 use reftrack_testkit::{Served, TestStack, serve};
 
 pub fn config(stack: &TestStack) -> aggregator::Config {
@@ -12,6 +21,8 @@ pub fn config(stack: &TestStack) -> aggregator::Config {
     config.kafka = stack.kafka.clone();
     config.clickhouse = stack.clickhouse.clone();
     config.redis = stack.redis.clone();
+    config.batch_max_wait_ms = 100;
+    config.batch_max_events = 5_000;
     config
 }
 
@@ -20,4 +31,159 @@ pub async fn spawn(config: &aggregator::Config) -> Served {
         .await
         .expect("aggregator starts");
     serve(move |listener, shutdown| app.serve(listener, shutdown)).await
+}
+
+/// An approved affiliate with `code` and `rate` percent; returns its id.
+pub async fn affiliate(stack: &TestStack, code: &str, rate: &str) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO affiliates (referral_code, status, commission_rate, min_withdrawal_balance)
+         VALUES ($1, 'approved', $2::numeric, 20) RETURNING id",
+    )
+    .bind(code)
+    .bind(rate)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap()
+}
+
+pub struct Producer {
+    producer: FutureProducer,
+    stack_partitions: i32,
+}
+
+impl Producer {
+    pub fn new(stack: &TestStack) -> Self {
+        Self {
+            producer: reftrack_events::kafka::producer_config(&stack.kafka)
+                .create()
+                .unwrap(),
+            stack_partitions: stack.kafka.partitions,
+        }
+    }
+
+    /// The partition a code's events go to (all of one code's events in one partition).
+    pub fn partition_of(&self, code: &str) -> i32 {
+        (code
+            .bytes()
+            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+            % self.stack_partitions as u32) as i32
+    }
+
+    pub async fn send(&self, topic: &str, key: &str, payload: &[u8]) {
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .partition(self.partition_of(key));
+        self.producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("the broker takes the event");
+    }
+}
+
+/// A click as ingest would produce it.
+pub fn click(
+    code: &str,
+    affiliate: Option<i64>,
+    visitor: u64,
+    at: DateTime<Utc>,
+    verdict: ClickVerdict,
+) -> Vec<u8> {
+    ClickEvent {
+        event_id: uuid::Uuid::now_v7(),
+        code: code.into(),
+        affiliate_id: affiliate,
+        received_at_ms: at.timestamp_millis(),
+        visitor,
+        user_agent: "Mozilla/5.0".into(),
+        referer: None,
+        method: ClickMethod::Get,
+        country: Some("DE".into()),
+        verdict,
+    }
+    .encode()
+}
+
+pub fn conversion(json: serde_json::Value) -> (String, Vec<u8>) {
+    let event: ConversionEvent = serde_json::from_value(json).expect("a valid test conversion");
+    (event.referral_code.clone(), event.encode())
+}
+
+/// Waits until both sinks hold every message of both topics.
+pub async fn drained(stack: &TestStack) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut done = true;
+        for topic in [&stack.kafka.clicks_topic, &stack.kafka.conversions_topic] {
+            let ends = watermarks(stack, topic).await;
+            let pg: Vec<(i32, i64)> = sqlx::query_as(
+                "SELECT kafka_partition, next_offset FROM consumer_offsets WHERE topic = $1",
+            )
+            .bind(topic)
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+            let ch: Vec<(u16, u64)> = stack
+                .clickhouse_client()
+                .query("SELECT kafka_partition, maxMerge(next_offset) FROM sink_offsets WHERE topic = ? GROUP BY kafka_partition")
+                .bind(topic.as_str())
+                .fetch_all()
+                .await
+                .unwrap();
+            for (partition, end) in ends.iter().enumerate() {
+                let at_pg = pg
+                    .iter()
+                    .find(|(p, _)| *p == partition as i32)
+                    .map_or(0, |(_, o)| *o);
+                let at_ch = ch
+                    .iter()
+                    .find(|(p, _)| *p as usize == partition)
+                    .map_or(0, |(_, o)| *o as i64);
+                done &= at_pg >= *end && at_ch >= *end;
+            }
+        }
+        if done {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the aggregator did not drain within 120s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The end offset of every partition of `topic`.
+pub async fn watermarks(stack: &TestStack, topic: &str) -> Vec<i64> {
+    let (config, topic, partitions) = (
+        stack.kafka_client_config(),
+        topic.to_string(),
+        stack.kafka.partitions,
+    );
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = config.create().unwrap();
+        (0..partitions)
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
+            .collect()
+    })
+    .await
+    .unwrap()
+}
+
+/// Rollup stats of one affiliate, over a day either side of now.
+pub async fn rollup(stack: &TestStack, affiliate: i64) -> Stats {
+    let now = Utc::now();
+    stats::affiliate(
+        &stack.clickhouse_client(),
+        affiliate,
+        now - chrono::Duration::days(2),
+        now + chrono::Duration::days(2),
+    )
+    .await
+    .unwrap()
 }

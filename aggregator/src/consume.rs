@@ -1,0 +1,186 @@
+//! Reading a topic in batches bounded by size and time.
+//!
+//! Progress lives in the sinks, not in Kafka. Offsets are committed to Kafka only after
+//! both sinks hold the data, and only as a hint of where to start fetching; so Kafka's
+//! committed offset is never ahead of the sinks, and whatever is fetched again after a
+//! crash or a rebalance is recognised by its offset and skipped (see [`crate::positions`]).
+//! Correctness therefore never depends on the group protocol, which matters on brokers
+//! whose rebalancing is young (tansu).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::metrics as m;
+
+/// One message, detached from the consumer.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub payload: Vec<u8>,
+}
+
+/// Notices assignment changes (so cached positions are re-read from the sinks) and
+/// exports per-partition lag from librdkafka's statistics.
+pub struct GroupContext {
+    topic: String,
+    /// Metric label: `clicks` or `conversions`, whatever the topic is called.
+    stream: &'static str,
+    reassigned: Arc<AtomicBool>,
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for (id, partition) in &topic.partitions {
+            if *id >= 0 && partition.consumer_lag >= 0 {
+                metrics::gauge!(m::CONSUMER_LAG, "topic" => self.stream, "partition" => id.to_string())
+                    .set(partition.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(topic = %self.topic, partitions = ?partitions(tpl), "partitions assigned");
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(topic = %self.topic, partitions = ?partitions(tpl), "partitions revoked");
+            }
+            Rebalance::Error(err) => tracing::warn!(topic = %self.topic, %err, "rebalance error"),
+        }
+        self.reassigned.store(true, Ordering::Release);
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+pub struct TopicConsumer {
+    consumer: StreamConsumer<GroupContext>,
+    topic: String,
+    stream: &'static str,
+    reassigned: Arc<AtomicBool>,
+}
+
+impl TopicConsumer {
+    pub fn new(config: &Config, topic: &str, stream: &'static str) -> anyhow::Result<Self> {
+        let reassigned = Arc::new(AtomicBool::new(true));
+        let context = GroupContext {
+            topic: topic.to_string(),
+            stream,
+            reassigned: reassigned.clone(),
+        };
+        let consumer: StreamConsumer<GroupContext> =
+            reftrack_events::kafka::client_config(&config.kafka.brokers)
+                .set("group.id", format!("{}-{topic}", config.group))
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("session.timeout.ms", config.session_timeout_ms.to_string())
+                .set("statistics.interval.ms", "5000")
+                // Large fetches: the aggregator reads in bulk.
+                .set("fetch.min.bytes", "1")
+                .set("fetch.wait.max.ms", "100")
+                .set("queued.max.messages.kbytes", "65536")
+                .create_with_context(context)
+                .context("create the Kafka consumer")?;
+        consumer
+            .subscribe(&[topic])
+            .with_context(|| format!("subscribe to {topic}"))?;
+        Ok(Self {
+            consumer,
+            topic: topic.to_string(),
+            stream,
+            reassigned,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Whether partitions moved since the last call.
+    pub fn take_reassigned(&self) -> bool {
+        self.reassigned.swap(false, Ordering::AcqRel)
+    }
+
+    /// Waits for a first message, then collects until `max` messages or `wait` has
+    /// passed. `None` when cancelled.
+    pub async fn next_batch(
+        &self,
+        max: usize,
+        wait: Duration,
+        cancel: &CancellationToken,
+    ) -> Option<Vec<Record>> {
+        let mut batch = Vec::with_capacity(max.min(100_000));
+        let first = tokio::select! {
+            () = cancel.cancelled() => return None,
+            record = self.recv() => record,
+        };
+        batch.push(first);
+        let deadline = tokio::time::Instant::now() + wait;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, self.recv()).await {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        metrics::counter!(m::EVENTS_CONSUMED, "topic" => self.stream).increment(batch.len() as u64);
+        metrics::histogram!(m::BATCH_SIZE, "topic" => self.stream).record(batch.len() as f64);
+        Some(batch)
+    }
+
+    /// The next message; transient consumer errors are logged and retried.
+    async fn recv(&self) -> Record {
+        loop {
+            match self.consumer.recv().await {
+                Ok(message) => {
+                    return Record {
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                    };
+                }
+                Err(err) => {
+                    tracing::warn!(topic = %self.topic, %err, "Kafka consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    /// Tells Kafka where to start fetching next time: `(partition, next offset)` pairs
+    /// that both sinks already hold. Only a hint, so a failure is merely logged.
+    pub fn commit_hint(&self, next: &[(i32, i64)]) {
+        let mut tpl = TopicPartitionList::new();
+        for (partition, offset) in next {
+            if tpl
+                .add_partition_offset(&self.topic, *partition, Offset::Offset(*offset))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(err) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!(topic = %self.topic, %err, "offset hint not committed");
+        }
+    }
+}

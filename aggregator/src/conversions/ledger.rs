@@ -1,0 +1,754 @@
+//! The commission rules, as a pure function from a batch of conversions and the state
+//! they touch to the rows to write. Kept free of I/O so every rule is unit-tested.
+//!
+//! - A signup creates the referral (a product user is referred once).
+//! - A purchase earns `amount × rate`, the rate in force when the purchase happened,
+//!   rounded half-even to cents; it makes the referral `converted`.
+//! - A refund claws back the commission of the purchase it names, in proportion to the
+//!   amount refunded (never more than was earned); the reversal nets against the
+//!   affiliate's balance, hence against the next payout.
+//! - A repeated `event_id` changes nothing. What cannot be applied is parked with why.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use reftrack_events::{ConversionEvent, ConversionKind};
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// A referral row, existing or created by this batch (then known by its user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReferralKey {
+    Existing(i64),
+    New { user_id: i64 },
+}
+
+/// A conversion already applied (in Postgres, or earlier in this batch).
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub kind: ConversionKind,
+    pub affiliate_id: i64,
+    pub referral: ReferralKey,
+    pub user_id: i64,
+    pub amount: Decimal,
+    pub commission: Decimal,
+    pub rate: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referral {
+    pub key: ReferralKey,
+    pub affiliate_id: i64,
+    pub user_id: i64,
+    pub email: Option<String>,
+    pub status: &'static str,
+    pub invitation_method: &'static str,
+    pub commission_rate: Decimal,
+    pub commission_amount: Decimal,
+    pub commission_status: Option<&'static str>,
+    pub first_event_id: String,
+    pub created_at: DateTime<Utc>,
+    /// Whether this batch changed it (and so must write it).
+    pub changed: bool,
+}
+
+/// What Postgres knows that this batch's rules need.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Referral code → affiliate id.
+    pub codes: HashMap<String, i64>,
+    /// Affiliate id → approved, active and not deleted (may earn).
+    pub attributable: HashMap<i64, bool>,
+    pub applied: HashMap<String, Applied>,
+    /// Per purchase: (amount refunded, commission reversed) so far.
+    pub refunded: HashMap<String, (Decimal, Decimal)>,
+    pub referrals: HashMap<i64, Referral>,
+    /// Per affiliate: (valid from, rate), sorted by time.
+    pub rates: HashMap<i64, Vec<(DateTime<Utc>, Decimal)>>,
+}
+
+impl State {
+    fn rate_at(&self, affiliate_id: i64, at: DateTime<Utc>) -> Option<Decimal> {
+        let history = self.rates.get(&affiliate_id)?;
+        let i = history.partition_point(|(from, _)| *from <= at);
+        // Before the first change, the first rate applies.
+        history.get(i.saturating_sub(1)).map(|(_, rate)| *rate)
+    }
+
+    fn may_earn(&self, affiliate_id: i64) -> bool {
+        self.attributable
+            .get(&affiliate_id)
+            .copied()
+            .unwrap_or(false)
+    }
+}
+
+/// The statuses a referral row may hold, as the static strings the rules use.
+pub fn referral_status(s: &str) -> &'static str {
+    if s == "converted" {
+        "converted"
+    } else {
+        "signup"
+    }
+}
+
+pub fn commission_status(s: Option<&str>) -> Option<&'static str> {
+    match s {
+        Some("earned") => Some("earned"),
+        Some("reversed") => Some("reversed"),
+        _ => None,
+    }
+}
+
+pub fn invitation_method(s: &str) -> &'static str {
+    match s {
+        "email" => "email",
+        "coupon" => "coupon",
+        _ => "link",
+    }
+}
+
+/// Where a message sits in Kafka.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConversion {
+    pub event_id: String,
+    pub kind: ConversionKind,
+    pub affiliate_id: i64,
+    pub referral: ReferralKey,
+    pub user_id: i64,
+    pub amount: Option<Decimal>,
+    pub commission: Decimal,
+    pub rate: Option<Decimal>,
+    pub original_event_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub position: Position,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Earned,
+    Reversed,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Earned => "earned",
+            EntryKind::Reversed => "reversed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub affiliate_id: i64,
+    pub kind: EntryKind,
+    pub amount: Decimal,
+    pub rate: Decimal,
+    pub conversion_event_id: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parked {
+    pub position: Position,
+    pub reason: &'static str,
+    pub event_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TotalsDelta {
+    pub earned: Decimal,
+    pub reversed: Decimal,
+}
+
+/// The rows a batch writes.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub new_referrals: Vec<Referral>,
+    pub changed_referrals: Vec<Referral>,
+    pub conversions: Vec<NewConversion>,
+    pub ledger: Vec<LedgerEntry>,
+    pub parked: Vec<Parked>,
+    pub totals: BTreeMap<i64, TotalsDelta>,
+    pub duplicates: usize,
+}
+
+pub const UNKNOWN_CODE: &str = "unknown referral code";
+pub const INACTIVE: &str = "affiliate not active";
+pub const ALREADY_REFERRED: &str = "user already referred";
+pub const UNKNOWN_ORIGINAL: &str = "unknown original purchase";
+pub const REFUND_TOO_LARGE: &str = "refund exceeds the purchase's remaining amount";
+pub const UNDECODABLE: &str = "undecodable";
+
+/// `amount × rate%`, rounded half-even to cents.
+pub fn commission(amount: Decimal, rate: Decimal) -> Decimal {
+    (amount * rate / Decimal::ONE_HUNDRED)
+        .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
+}
+
+/// Applies `events` (in the order they were read) to `state` and returns what to write.
+pub fn plan(state: &mut State, events: &[(Position, ConversionEvent)]) -> Plan {
+    let mut plan = Plan::default();
+    for (position, event) in events {
+        if state.applied.contains_key(&event.event_id) {
+            plan.duplicates += 1;
+            continue;
+        }
+        let outcome = match event.kind {
+            ConversionKind::Signup => signup(state, event),
+            ConversionKind::Purchase => purchase(state, event),
+            ConversionKind::Refund => refund(state, event),
+        };
+        match outcome {
+            Ok(applied) => record(state, &mut plan, *position, event, applied),
+            Err(reason) => plan.parked.push(Parked {
+                position: *position,
+                reason,
+                event_id: Some(event.event_id.clone()),
+            }),
+        }
+    }
+    let referrals: Vec<Referral> = state
+        .referrals
+        .values()
+        .filter(|r| r.changed)
+        .cloned()
+        .collect();
+    for referral in referrals {
+        match referral.key {
+            ReferralKey::New { .. } => plan.new_referrals.push(referral),
+            ReferralKey::Existing(_) => plan.changed_referrals.push(referral),
+        }
+    }
+    plan.new_referrals.sort_by_key(|r| r.user_id);
+    plan
+}
+
+fn record(
+    state: &mut State,
+    plan: &mut Plan,
+    position: Position,
+    event: &ConversionEvent,
+    applied: Applied,
+) {
+    let rate = applied.rate;
+    if applied.commission > Decimal::ZERO {
+        let (kind, delta) = match event.kind {
+            ConversionKind::Refund => (
+                EntryKind::Reversed,
+                &mut plan
+                    .totals
+                    .entry(applied.affiliate_id)
+                    .or_default()
+                    .reversed,
+            ),
+            _ => (
+                EntryKind::Earned,
+                &mut plan.totals.entry(applied.affiliate_id).or_default().earned,
+            ),
+        };
+        *delta += applied.commission;
+        plan.ledger.push(LedgerEntry {
+            affiliate_id: applied.affiliate_id,
+            kind,
+            amount: applied.commission,
+            rate: rate.unwrap_or_default(),
+            conversion_event_id: event.event_id.clone(),
+            occurred_at: event.occurred_at,
+        });
+    }
+    plan.conversions.push(NewConversion {
+        event_id: event.event_id.clone(),
+        kind: event.kind,
+        affiliate_id: applied.affiliate_id,
+        referral: applied.referral,
+        user_id: event.user_id,
+        amount: event.amount,
+        commission: applied.commission,
+        rate,
+        original_event_id: event.original_event_id.clone(),
+        occurred_at: event.occurred_at,
+        received_at: event.received_at,
+        position,
+    });
+    state.applied.insert(event.event_id.clone(), applied);
+}
+
+fn attributable(state: &State, code: &str) -> Result<i64, &'static str> {
+    match state.codes.get(code) {
+        None => Err(UNKNOWN_CODE),
+        Some(&id) if state.may_earn(id) => Ok(id),
+        Some(_) => Err(INACTIVE),
+    }
+}
+
+fn signup(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'static str> {
+    if state.referrals.contains_key(&event.user_id) {
+        return Err(ALREADY_REFERRED);
+    }
+    let affiliate_id = attributable(state, &event.referral_code)?;
+    let rate = state
+        .rate_at(affiliate_id, event.occurred_at)
+        .ok_or(INACTIVE)?;
+    let key = ReferralKey::New {
+        user_id: event.user_id,
+    };
+    state.referrals.insert(
+        event.user_id,
+        new_referral(key, affiliate_id, event, rate, "signup"),
+    );
+    Ok(Applied {
+        kind: ConversionKind::Signup,
+        affiliate_id,
+        referral: key,
+        user_id: event.user_id,
+        amount: Decimal::ZERO,
+        commission: Decimal::ZERO,
+        rate: Some(rate),
+    })
+}
+
+fn new_referral(
+    key: ReferralKey,
+    affiliate_id: i64,
+    event: &ConversionEvent,
+    rate: Decimal,
+    status: &'static str,
+) -> Referral {
+    Referral {
+        key,
+        affiliate_id,
+        user_id: event.user_id,
+        email: event.email.clone(),
+        status,
+        invitation_method: event.method.as_str(),
+        commission_rate: rate,
+        commission_amount: Decimal::ZERO,
+        commission_status: None,
+        first_event_id: event.event_id.clone(),
+        created_at: event.occurred_at,
+        changed: true,
+    }
+}
+
+fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'static str> {
+    let amount = event.amount.unwrap_or_default();
+    // A referred user stays with the affiliate who referred them.
+    let affiliate_id = match state.referrals.get(&event.user_id) {
+        Some(referral) if state.may_earn(referral.affiliate_id) => referral.affiliate_id,
+        Some(_) => return Err(INACTIVE),
+        None => attributable(state, &event.referral_code)?,
+    };
+    let rate = state
+        .rate_at(affiliate_id, event.occurred_at)
+        .ok_or(INACTIVE)?;
+    let earned = commission(amount, rate);
+    let referral = state.referrals.entry(event.user_id).or_insert_with(|| {
+        new_referral(
+            ReferralKey::New {
+                user_id: event.user_id,
+            },
+            affiliate_id,
+            event,
+            rate,
+            "converted",
+        )
+    });
+    referral.status = "converted";
+    referral.commission_amount += earned;
+    if earned > Decimal::ZERO {
+        referral.commission_status = Some("earned");
+    }
+    referral.changed = true;
+    Ok(Applied {
+        kind: ConversionKind::Purchase,
+        affiliate_id,
+        referral: referral.key,
+        user_id: event.user_id,
+        amount,
+        commission: earned,
+        rate: Some(rate),
+    })
+}
+
+fn refund(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'static str> {
+    let amount = event.amount.unwrap_or_default();
+    let original_id = event.original_event_id.as_deref().unwrap_or_default();
+    let original = match state.applied.get(original_id) {
+        Some(o) if o.kind == ConversionKind::Purchase => o.clone(),
+        _ => return Err(UNKNOWN_ORIGINAL),
+    };
+    let (refunded, reversed) = state.refunded.get(original_id).copied().unwrap_or_default();
+    let remaining_amount = original.amount - refunded;
+    if amount > remaining_amount {
+        return Err(REFUND_TOO_LARGE);
+    }
+    let remaining_commission = original.commission - reversed;
+    let clawback = if amount == remaining_amount {
+        // The last refund takes back exactly what is left, leaving no stray cents.
+        remaining_commission
+    } else {
+        commission(amount, original.rate.unwrap_or_default()).min(remaining_commission)
+    };
+    state.refunded.insert(
+        original_id.to_string(),
+        (refunded + amount, reversed + clawback),
+    );
+    if let Some(referral) = state.referrals.get_mut(&original.user_id) {
+        referral.commission_amount -= clawback;
+        if referral.commission_amount.is_zero() && referral.commission_status.is_some() {
+            referral.commission_status = Some("reversed");
+        }
+        referral.changed = true;
+    }
+    Ok(Applied {
+        kind: ConversionKind::Refund,
+        affiliate_id: original.affiliate_id,
+        referral: original.referral,
+        user_id: original.user_id,
+        amount,
+        commission: clawback,
+        rate: original.rate,
+    })
+}
+
+/// Events whose rules need this state: codes, event ids (and refunds' originals), users.
+pub struct Wants {
+    pub codes: HashSet<String>,
+    pub event_ids: HashSet<String>,
+    pub user_ids: HashSet<i64>,
+}
+
+pub fn wants(events: &[(Position, ConversionEvent)]) -> Wants {
+    let mut wants = Wants {
+        codes: HashSet::new(),
+        event_ids: HashSet::new(),
+        user_ids: HashSet::new(),
+    };
+    for (_, e) in events {
+        wants.codes.insert(e.referral_code.clone());
+        wants.event_ids.insert(e.event_id.clone());
+        if let Some(original) = &e.original_event_id {
+            wants.event_ids.insert(original.clone());
+        }
+        wants.user_ids.insert(e.user_id);
+    }
+    wants
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reftrack_events::InvitationMethod;
+    use rust_decimal_macros::dec;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn state() -> State {
+        let mut state = State::default();
+        state.codes.insert("ACME".into(), 1);
+        state.codes.insert("SLEEPY".into(), 2);
+        state.attributable.insert(1, true);
+        state.attributable.insert(2, false);
+        state.rates.insert(
+            1,
+            vec![
+                (DateTime::<Utc>::MIN_UTC, dec!(10)),
+                (at("2024-06-01T00:00:00Z"), dec!(12.5)),
+            ],
+        );
+        state
+            .rates
+            .insert(2, vec![(DateTime::<Utc>::MIN_UTC, dec!(10))]);
+        state
+    }
+
+    fn event(
+        id: &str,
+        kind: ConversionKind,
+        user: i64,
+        amount: Option<Decimal>,
+        when: &str,
+    ) -> ConversionEvent {
+        ConversionEvent {
+            event_id: id.into(),
+            kind,
+            user_id: user,
+            email: Some(format!("u{user}@example.com")),
+            referral_code: "ACME".into(),
+            click_id: None,
+            amount,
+            currency: amount.map(|_| "USD".into()),
+            original_event_id: None,
+            method: InvitationMethod::Email,
+            occurred_at: at(when),
+            received_at: at(when),
+        }
+    }
+
+    fn refund_of(id: &str, original: &str, user: i64, amount: Decimal) -> ConversionEvent {
+        let mut e = event(
+            id,
+            ConversionKind::Refund,
+            user,
+            Some(amount),
+            "2024-07-01T00:00:00Z",
+        );
+        e.original_event_id = Some(original.into());
+        e
+    }
+
+    fn positioned(events: Vec<ConversionEvent>) -> Vec<(Position, ConversionEvent)> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                (
+                    Position {
+                        partition: 0,
+                        offset: i as i64,
+                    },
+                    e,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn commission_rounds_half_even_to_cents() {
+        assert_eq!(commission(dec!(0.25), dec!(10)), dec!(0.02)); // 0.025 → 0.02
+        assert_eq!(commission(dec!(0.35), dec!(10)), dec!(0.04)); // 0.035 → 0.04
+        assert_eq!(commission(dec!(19.99), dec!(15)), dec!(3.00)); // 2.9985
+        assert_eq!(commission(dec!(33.33), dec!(12.5)), dec!(4.17)); // 4.16625
+        assert_eq!(commission(dec!(1000000), dec!(33.33)), dec!(333300.00));
+    }
+
+    #[test]
+    fn a_signup_then_purchases_earn_each_at_the_rate_of_its_moment() {
+        let mut state = state();
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                event(
+                    "s1",
+                    ConversionKind::Signup,
+                    7,
+                    None,
+                    "2024-05-01T00:00:00Z",
+                ),
+                event(
+                    "p1",
+                    ConversionKind::Purchase,
+                    7,
+                    Some(dec!(100)),
+                    "2024-05-20T00:00:00Z",
+                ),
+                event(
+                    "p2",
+                    ConversionKind::Purchase,
+                    7,
+                    Some(dec!(100)),
+                    "2024-06-02T00:00:00Z",
+                ),
+            ]),
+        );
+        assert!(plan.parked.is_empty(), "{:?}", plan.parked);
+        let earned: Vec<_> = plan.ledger.iter().map(|e| (e.amount, e.rate)).collect();
+        assert_eq!(
+            earned,
+            vec![(dec!(10.00), dec!(10)), (dec!(12.50), dec!(12.5))]
+        );
+        assert_eq!(
+            plan.totals[&1],
+            TotalsDelta {
+                earned: dec!(22.50),
+                reversed: dec!(0)
+            }
+        );
+        assert_eq!(plan.new_referrals.len(), 1);
+        let referral = &plan.new_referrals[0];
+        assert_eq!(
+            (
+                referral.status,
+                referral.commission_amount,
+                referral.commission_status
+            ),
+            ("converted", dec!(22.50), Some("earned"))
+        );
+        assert_eq!(
+            referral.commission_rate,
+            dec!(10),
+            "the rate when the user signed up"
+        );
+        assert_eq!(referral.invitation_method, "email");
+    }
+
+    #[test]
+    fn refunds_claw_back_in_proportion_and_never_more_than_earned() {
+        let mut state = state();
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                event(
+                    "p1",
+                    ConversionKind::Purchase,
+                    8,
+                    Some(dec!(99.99)),
+                    "2024-07-01T00:00:00Z",
+                ),
+                refund_of("r1", "p1", 8, dec!(33.33)),
+                refund_of("r2", "p1", 8, dec!(33.33)),
+                refund_of("r3", "p1", 8, dec!(33.33)),
+                refund_of("r4", "p1", 8, dec!(0.01)),
+            ]),
+        );
+        // 99.99 × 12.5% = 12.49875 → 12.50; refunds: 4.17, 4.17, then the rest 4.16.
+        let reversed: Vec<_> = plan
+            .ledger
+            .iter()
+            .filter(|e| e.kind == EntryKind::Reversed)
+            .map(|e| e.amount)
+            .collect();
+        assert_eq!(reversed, vec![dec!(4.17), dec!(4.17), dec!(4.16)]);
+        assert_eq!(
+            plan.totals[&1],
+            TotalsDelta {
+                earned: dec!(12.50),
+                reversed: dec!(12.50)
+            }
+        );
+        assert_eq!(plan.parked.len(), 1);
+        assert_eq!(plan.parked[0].reason, REFUND_TOO_LARGE);
+        let referral = &plan.new_referrals[0];
+        assert_eq!(
+            (referral.commission_amount, referral.commission_status),
+            (dec!(0), Some("reversed"))
+        );
+    }
+
+    #[test]
+    fn a_repeated_event_id_counts_once_within_and_across_batches() {
+        let mut state = state();
+        let purchase = event(
+            "p1",
+            ConversionKind::Purchase,
+            9,
+            Some(dec!(50)),
+            "2024-07-01T00:00:00Z",
+        );
+        let first = plan(
+            &mut state,
+            &positioned(vec![purchase.clone(), purchase.clone()]),
+        );
+        assert_eq!((first.ledger.len(), first.duplicates), (1, 1));
+        let again = plan(&mut state, &positioned(vec![purchase]));
+        assert_eq!(
+            (
+                again.ledger.len(),
+                again.duplicates,
+                again.conversions.len()
+            ),
+            (0, 1, 0)
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_applied_is_parked_with_the_reason() {
+        let mut state = state();
+        let mut unknown = event(
+            "s1",
+            ConversionKind::Signup,
+            1,
+            None,
+            "2024-07-01T00:00:00Z",
+        );
+        unknown.referral_code = "NOPE".into();
+        let mut inactive = event(
+            "s2",
+            ConversionKind::Signup,
+            2,
+            None,
+            "2024-07-01T00:00:00Z",
+        );
+        inactive.referral_code = "SLEEPY".into();
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                unknown,
+                inactive,
+                event(
+                    "s3",
+                    ConversionKind::Signup,
+                    3,
+                    None,
+                    "2024-07-01T00:00:00Z",
+                ),
+                event(
+                    "s4",
+                    ConversionKind::Signup,
+                    3,
+                    None,
+                    "2024-07-02T00:00:00Z",
+                ),
+                refund_of("r1", "missing", 3, dec!(1)),
+            ]),
+        );
+        let reasons: Vec<_> = plan
+            .parked
+            .iter()
+            .map(|p| (p.position.offset, p.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (0, UNKNOWN_CODE),
+                (1, INACTIVE),
+                (3, ALREADY_REFERRED),
+                (4, UNKNOWN_ORIGINAL)
+            ]
+        );
+        assert_eq!(plan.conversions.len(), 1);
+    }
+
+    #[test]
+    fn a_purchase_stays_with_the_referring_affiliate() {
+        let mut state = state();
+        state.codes.insert("OTHER".into(), 3);
+        state.attributable.insert(3, true);
+        state
+            .rates
+            .insert(3, vec![(DateTime::<Utc>::MIN_UTC, dec!(50))]);
+        let mut later = event(
+            "p1",
+            ConversionKind::Purchase,
+            5,
+            Some(dec!(10)),
+            "2024-07-01T00:00:00Z",
+        );
+        later.referral_code = "OTHER".into();
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                event(
+                    "s1",
+                    ConversionKind::Signup,
+                    5,
+                    None,
+                    "2024-05-01T00:00:00Z",
+                ),
+                later,
+            ]),
+        );
+        assert_eq!(plan.ledger[0].affiliate_id, 1);
+        assert_eq!(plan.ledger[0].amount, dec!(1.25));
+    }
+}

@@ -1,0 +1,266 @@
+//! Conversions: the commission rules ([`ledger`]) applied in one Postgres transaction
+//! per batch (referrals, conversions, ledger entries, parked messages, totals and
+//! progress), then ClickHouse rows derived from what Postgres recorded, so both sinks
+//! agree even when one of them is replayed alone after a crash.
+
+pub mod ledger;
+mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use clickhouse::Client;
+use reftrack_events::{ConversionEvent, ConversionKind};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+use sqlx::PgPool;
+
+use crate::clicks::{moves, record_write};
+use crate::consume::Record;
+use crate::metrics as m;
+use crate::parked::{self, Parked};
+use crate::pipeline::{ApplyError, BatchSink};
+use crate::positions::{self, Positions};
+use ledger::Position;
+
+pub struct ConversionSink {
+    pub pool: PgPool,
+    pub clickhouse: Client,
+    pub topic: String,
+}
+
+impl BatchSink for ConversionSink {
+    async fn apply(&self, batch: &[Record], positions: &mut Positions) -> Result<(), ApplyError> {
+        positions
+            .load(&self.pool, &self.clickhouse, &self.topic)
+            .await?;
+        let pending: Vec<&Record> = batch
+            .iter()
+            .filter(|r| positions.needs(r.partition, r.offset).any())
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let decoded: Vec<Option<ConversionEvent>> = pending
+            .iter()
+            .map(|r| ConversionEvent::decode(&r.payload).ok())
+            .collect();
+        self.write_postgres(&pending, &decoded, positions).await?;
+        self.write_clickhouse(&pending, &decoded, positions).await?;
+        Ok(())
+    }
+}
+
+impl ConversionSink {
+    async fn write_postgres(
+        &self,
+        pending: &[&Record],
+        decoded: &[Option<ConversionEvent>],
+        positions: &mut Positions,
+    ) -> Result<(), ApplyError> {
+        let needed: Vec<(&Record, &Option<ConversionEvent>)> = pending
+            .iter()
+            .zip(decoded)
+            .filter(|(r, _)| positions.needs(r.partition, r.offset).postgres)
+            .map(|(r, e)| (*r, e))
+            .collect();
+        let moves = moves(needed.iter().map(|(r, _)| *r), |p| {
+            positions.postgres_next(p)
+        });
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut tx = self.pool.begin().await?;
+        if !positions::advance_postgres(&mut tx, &self.topic, &moves).await? {
+            return Err(ApplyError::Fenced);
+        }
+        let events: Vec<(Position, ConversionEvent)> = needed
+            .iter()
+            .filter_map(|(r, e)| {
+                let position = Position {
+                    partition: r.partition,
+                    offset: r.offset,
+                };
+                e.as_ref().map(|e| (position, e.clone()))
+            })
+            .collect();
+        let mut state = store::load_state(&mut tx, &ledger::wants(&events)).await?;
+        let plan = ledger::plan(&mut state, &events);
+        store::write_plan(&mut tx, &plan).await?;
+
+        let payloads: HashMap<(i32, i64), &[u8]> = needed
+            .iter()
+            .map(|(r, _)| ((r.partition, r.offset), r.payload.as_slice()))
+            .collect();
+        let mut parked: Vec<Parked<'_>> = needed
+            .iter()
+            .filter(|(_, e)| e.is_none())
+            .map(|(r, _)| Parked::undecodable(r))
+            .collect();
+        parked.extend(plan.parked.iter().map(|p| Parked {
+            partition: p.position.partition,
+            offset: p.position.offset,
+            reason: p.reason,
+            event_id: p.event_id.clone(),
+            payload: payloads[&(p.position.partition, p.position.offset)],
+        }));
+        parked::insert(&mut tx, &self.topic, "conversions", &parked).await?;
+        tx.commit().await?;
+
+        record_write(
+            "postgres",
+            "conversions",
+            started,
+            plan.conversions.len() + plan.ledger.len(),
+        );
+        for conversion in &plan.conversions {
+            metrics::counter!(m::CONVERSIONS, "type" => conversion.kind.as_str()).increment(1);
+        }
+        for delta in plan.totals.values() {
+            metrics::counter!(m::COMMISSION_EARNED).increment(cents(delta.earned).max(0) as u64);
+            metrics::counter!(m::COMMISSION_REVERSED)
+                .increment(cents(delta.reversed).max(0) as u64);
+        }
+        for m in moves {
+            positions.set_postgres(m.partition, m.next);
+        }
+        Ok(())
+    }
+
+    /// ClickHouse rows, from what Postgres recorded for these messages.
+    async fn write_clickhouse(
+        &self,
+        pending: &[&Record],
+        decoded: &[Option<ConversionEvent>],
+        positions: &mut Positions,
+    ) -> Result<(), ApplyError> {
+        let needed: Vec<(&Record, &Option<ConversionEvent>)> = pending
+            .iter()
+            .zip(decoded)
+            .filter(|(r, _)| positions.needs(r.partition, r.offset).clickhouse)
+            .map(|(r, e)| (*r, e))
+            .collect();
+        if needed.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = needed
+            .iter()
+            .filter_map(|(_, e)| e.as_ref().map(|e| e.event_id.clone()))
+            .collect();
+        let recorded = store::recorded(&self.pool, &ids).await?;
+        let started = Instant::now();
+        let now = chrono::Utc::now();
+        let mut insert = self
+            .clickhouse
+            .insert::<ConversionRow<'_>>("conversions_raw")
+            .await?;
+        for (record, event) in &needed {
+            let row = ConversionRow::new(&self.topic, record, event.as_ref(), &recorded);
+            if let Some(event) = event {
+                let age = (now - event.received_at).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics::histogram!(m::FRESHNESS, "topic" => "conversions").record(age);
+            }
+            insert.write(&row).await?;
+        }
+        insert.end().await?;
+        record_write("clickhouse", "conversions", started, needed.len());
+        for (record, _) in needed {
+            positions.set_clickhouse(record.partition, record.offset + 1);
+        }
+        Ok(())
+    }
+}
+
+#[derive(clickhouse::Row, serde::Serialize)]
+struct ConversionRow<'a> {
+    event_id: &'a str,
+    kafka_topic: &'a str,
+    kafka_partition: u16,
+    kafka_offset: u64,
+    kind: i8,
+    verdict: i8,
+    affiliate_id: u64,
+    code: &'a str,
+    user_id: i64,
+    amount_cents: i64,
+    commission_amount_cents: i64,
+    occurred_at: u32,
+    received_at: u32,
+}
+
+const VALID: i8 = 1;
+const DUPLICATE: i8 = 2;
+const UNATTRIBUTED: i8 = 3;
+const INVALID: i8 = 4;
+
+fn kind_code(kind: ConversionKind) -> i8 {
+    match kind {
+        ConversionKind::Signup => 1,
+        ConversionKind::Purchase => 2,
+        ConversionKind::Refund => 3,
+    }
+}
+
+fn cents(amount: Decimal) -> i64 {
+    (amount * Decimal::ONE_HUNDRED)
+        .round()
+        .to_i64()
+        .unwrap_or(0)
+}
+
+impl<'a> ConversionRow<'a> {
+    /// The verdict comes from Postgres: the conversion row recorded at this very Kafka
+    /// position is the valid one; a row recorded elsewhere makes this a repeat; no row
+    /// means the message was parked.
+    fn new(
+        topic: &'a str,
+        record: &Record,
+        event: Option<&'a ConversionEvent>,
+        recorded: &BTreeMap<String, store::Recorded>,
+    ) -> Self {
+        let base = Self {
+            event_id: "",
+            kafka_topic: topic,
+            kafka_partition: record.partition as u16,
+            kafka_offset: record.offset as u64,
+            kind: 1,
+            verdict: INVALID,
+            affiliate_id: 0,
+            code: "",
+            user_id: 0,
+            amount_cents: 0,
+            commission_amount_cents: 0,
+            occurred_at: chrono::Utc::now().timestamp() as u32,
+            received_at: chrono::Utc::now().timestamp() as u32,
+        };
+        let Some(event) = event else {
+            return base;
+        };
+        let row = Self {
+            event_id: &event.event_id,
+            kind: kind_code(event.kind),
+            code: &event.referral_code,
+            user_id: event.user_id,
+            amount_cents: event.amount.map_or(0, cents),
+            occurred_at: event.occurred_at.timestamp().max(0) as u32,
+            received_at: event.received_at.timestamp().max(0) as u32,
+            verdict: UNATTRIBUTED,
+            ..base
+        };
+        match recorded.get(&event.event_id) {
+            Some(r) if r.partition == record.partition && r.offset == record.offset => Self {
+                verdict: VALID,
+                affiliate_id: r.affiliate_id as u64,
+                commission_amount_cents: cents(r.commission),
+                ..row
+            },
+            Some(r) => Self {
+                verdict: DUPLICATE,
+                affiliate_id: r.affiliate_id as u64,
+                ..row
+            },
+            None => row,
+        }
+    }
+}

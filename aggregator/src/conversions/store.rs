@@ -1,0 +1,360 @@
+//! Postgres reads and writes of the conversions batch: a handful of set-based
+//! statements per batch, whatever its size. Rows the rules may change (a referral, a
+//! purchase being refunded) are locked in a fixed order, so instances working other
+//! partitions serialise on them instead of overwriting each other.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use reftrack_events::ConversionKind;
+use rust_decimal::Decimal;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::ledger::{
+    Applied, Plan, Referral, ReferralKey, State, Wants, commission_status, invitation_method,
+    referral_status,
+};
+
+type Tx<'t> = Transaction<'t, Postgres>;
+
+fn kind_from(s: &str) -> ConversionKind {
+    match s {
+        "purchase" => ConversionKind::Purchase,
+        "refund" => ConversionKind::Refund,
+        _ => ConversionKind::Signup,
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AppliedRow {
+    event_id: String,
+    kind: String,
+    affiliate_id: i64,
+    referral_id: i64,
+    user_id: i64,
+    amount: Option<Decimal>,
+    commission: Decimal,
+    rate: Option<Decimal>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ReferralRow {
+    id: i64,
+    affiliate_id: i64,
+    user_id: i64,
+    email: Option<String>,
+    status: String,
+    invitation_method: String,
+    commission_rate: Decimal,
+    commission_amount: Decimal,
+    commission_status: Option<String>,
+    first_event_id: String,
+    created_at: DateTime<Utc>,
+}
+
+/// Everything the batch's rules read, with the rows they may change locked.
+pub async fn load_state(tx: &mut Tx<'_>, wants: &Wants) -> sqlx::Result<State> {
+    let mut state = State::default();
+    let codes: Vec<&str> = wants.codes.iter().map(String::as_str).collect();
+    let rows: Vec<(i64, String, bool)> = sqlx::query_as(
+        "SELECT id, referral_code, status = 'approved' AND active AND deleted_at IS NULL
+         FROM affiliates WHERE referral_code = ANY($1)",
+    )
+    .bind(&codes)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (id, code, attributable) in rows {
+        state.codes.insert(code, id);
+        state.attributable.insert(id, attributable);
+    }
+
+    let event_ids: Vec<&str> = wants.event_ids.iter().map(String::as_str).collect();
+    let applied: Vec<AppliedRow> = sqlx::query_as(
+        "SELECT event_id, kind, affiliate_id, referral_id, user_id, amount, commission, rate
+         FROM conversions WHERE event_id = ANY($1) ORDER BY event_id FOR UPDATE",
+    )
+    .bind(&event_ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    let refunded: Vec<(String, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT original_event_id, sum(amount), sum(commission) FROM conversions
+         WHERE original_event_id = ANY($1) GROUP BY original_event_id",
+    )
+    .bind(&event_ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    state.refunded = refunded
+        .into_iter()
+        .map(|(id, a, c)| (id, (a, c)))
+        .collect();
+
+    let mut users: BTreeSet<i64> = wants.user_ids.iter().copied().collect();
+    users.extend(applied.iter().map(|a| a.user_id));
+    let users: Vec<i64> = users.into_iter().collect();
+    let referrals: Vec<ReferralRow> = sqlx::query_as(
+        "SELECT id, affiliate_id, user_id, email, status, invitation_method, commission_rate,
+                commission_amount, commission_status, first_event_id, created_at
+         FROM referrals WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
+    )
+    .bind(&users)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in applied {
+        state.applied.insert(
+            row.event_id,
+            Applied {
+                kind: kind_from(&row.kind),
+                affiliate_id: row.affiliate_id,
+                referral: ReferralKey::Existing(row.referral_id),
+                user_id: row.user_id,
+                amount: row.amount.unwrap_or_default(),
+                commission: row.commission,
+                rate: row.rate,
+            },
+        );
+    }
+    for row in referrals {
+        state.referrals.insert(
+            row.user_id,
+            Referral {
+                key: ReferralKey::Existing(row.id),
+                affiliate_id: row.affiliate_id,
+                user_id: row.user_id,
+                email: row.email,
+                status: referral_status(&row.status),
+                invitation_method: invitation_method(&row.invitation_method),
+                commission_rate: row.commission_rate,
+                commission_amount: row.commission_amount,
+                commission_status: commission_status(row.commission_status.as_deref()),
+                first_event_id: row.first_event_id,
+                created_at: row.created_at,
+                changed: false,
+            },
+        );
+    }
+
+    // Referrals may belong to affiliates whose code this batch does not name.
+    let mut affiliates: BTreeSet<i64> = state.codes.values().copied().collect();
+    affiliates.extend(state.referrals.values().map(|r| r.affiliate_id));
+    let affiliates: Vec<i64> = affiliates.into_iter().collect();
+    let standing: Vec<(i64, bool)> = sqlx::query_as(
+        "SELECT id, status = 'approved' AND active AND deleted_at IS NULL FROM affiliates WHERE id = ANY($1)",
+    )
+    .bind(&affiliates)
+    .fetch_all(&mut **tx)
+    .await?;
+    state.attributable.extend(standing);
+    let rates: Vec<(i64, DateTime<Utc>, Decimal)> = sqlx::query_as(
+        "SELECT affiliate_id, valid_from, rate FROM commission_rate_history
+         WHERE affiliate_id = ANY($1) ORDER BY affiliate_id, valid_from",
+    )
+    .bind(&affiliates)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (affiliate, from, rate) in rates {
+        state.rates.entry(affiliate).or_default().push((from, rate));
+    }
+    Ok(state)
+}
+
+/// Writes the plan's rows: new referrals first (their ids are needed), then changes,
+/// conversions, ledger entries and totals.
+pub async fn write_plan(tx: &mut Tx<'_>, plan: &Plan) -> Result<(), crate::pipeline::ApplyError> {
+    let new_ids = insert_referrals(tx, &plan.new_referrals).await?;
+    update_referrals(tx, &plan.changed_referrals).await?;
+    let referral_id = |key: ReferralKey| match key {
+        ReferralKey::Existing(id) => id,
+        ReferralKey::New { user_id } => new_ids[&user_id],
+    };
+    let inserted = insert_conversions(tx, plan, referral_id).await?;
+    if inserted != plan.conversions.len() as u64 {
+        // Another instance recorded one of these event ids meanwhile: retry the batch,
+        // which will then see it as a repeat.
+        return Err(crate::pipeline::ApplyError::Fenced);
+    }
+    insert_ledger(tx, plan).await?;
+    add_totals(tx, &plan.totals).await?;
+    Ok(())
+}
+
+async fn insert_referrals(
+    tx: &mut Tx<'_>,
+    referrals: &[Referral],
+) -> sqlx::Result<HashMap<i64, i64>> {
+    if referrals.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let col = |f: fn(&Referral) -> String| referrals.iter().map(f).collect::<Vec<String>>();
+    let affiliates: Vec<i64> = referrals.iter().map(|r| r.affiliate_id).collect();
+    let users: Vec<i64> = referrals.iter().map(|r| r.user_id).collect();
+    let emails: Vec<Option<String>> = referrals.iter().map(|r| r.email.clone()).collect();
+    let rates: Vec<Decimal> = referrals.iter().map(|r| r.commission_rate).collect();
+    let amounts: Vec<Decimal> = referrals.iter().map(|r| r.commission_amount).collect();
+    let commission_statuses: Vec<Option<&str>> =
+        referrals.iter().map(|r| r.commission_status).collect();
+    let created: Vec<DateTime<Utc>> = referrals.iter().map(|r| r.created_at).collect();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "INSERT INTO referrals (affiliate_id, user_id, email, status, invitation_method, commission_rate,
+                                commission_amount, commission_status, first_event_id, created_at)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::numeric[],
+                              $7::numeric[], $8::text[], $9::text[], $10::timestamptz[])
+         RETURNING user_id, id",
+    )
+    .bind(&affiliates)
+    .bind(&users)
+    .bind(&emails)
+    .bind(col(|r| r.status.to_string()))
+    .bind(col(|r| r.invitation_method.to_string()))
+    .bind(&rates)
+    .bind(&amounts)
+    .bind(&commission_statuses)
+    .bind(col(|r| r.first_event_id.clone()))
+    .bind(&created)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+async fn update_referrals(tx: &mut Tx<'_>, referrals: &[Referral]) -> sqlx::Result<()> {
+    if referrals.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = referrals
+        .iter()
+        .map(|r| match r.key {
+            ReferralKey::Existing(id) => id,
+            ReferralKey::New { .. } => unreachable!("new referrals are inserted"),
+        })
+        .collect();
+    let statuses: Vec<&str> = referrals.iter().map(|r| r.status).collect();
+    let amounts: Vec<Decimal> = referrals.iter().map(|r| r.commission_amount).collect();
+    let commission_statuses: Vec<Option<&str>> =
+        referrals.iter().map(|r| r.commission_status).collect();
+    sqlx::query(
+        "UPDATE referrals AS r SET status = v.status, commission_amount = v.commission_amount,
+                commission_status = v.commission_status, updated_at = now()
+         FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[])
+              AS v(id, status, commission_amount, commission_status)
+         WHERE r.id = v.id",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&amounts)
+    .bind(&commission_statuses)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_conversions(
+    tx: &mut Tx<'_>,
+    plan: &Plan,
+    referral_id: impl Fn(ReferralKey) -> i64,
+) -> sqlx::Result<u64> {
+    if plan.conversions.is_empty() {
+        return Ok(0);
+    }
+    let c = &plan.conversions;
+    let result = sqlx::query(
+        "INSERT INTO conversions (event_id, kind, affiliate_id, referral_id, user_id, amount, commission, rate,
+                                  original_event_id, occurred_at, received_at, kafka_partition, kafka_offset)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::numeric[],
+                              $7::numeric[], $8::numeric[], $9::text[], $10::timestamptz[], $11::timestamptz[],
+                              $12::int[], $13::bigint[])
+         ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(c.iter().map(|x| x.event_id.clone()).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.kind.as_str()).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.affiliate_id).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| referral_id(x.referral)).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.user_id).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.amount).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.commission).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.rate).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.original_event_id.clone()).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.occurred_at).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.received_at).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.position.partition).collect::<Vec<_>>())
+    .bind(c.iter().map(|x| x.position.offset).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+async fn insert_ledger(tx: &mut Tx<'_>, plan: &Plan) -> sqlx::Result<()> {
+    if plan.ledger.is_empty() {
+        return Ok(());
+    }
+    let l = &plan.ledger;
+    sqlx::query(
+        "INSERT INTO ledger_entries (affiliate_id, kind, amount, rate, conversion_event_id, occurred_at)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[], $5::text[], $6::timestamptz[])",
+    )
+    .bind(l.iter().map(|e| e.affiliate_id).collect::<Vec<_>>())
+    .bind(l.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+    .bind(l.iter().map(|e| e.amount).collect::<Vec<_>>())
+    .bind(l.iter().map(|e| e.rate).collect::<Vec<_>>())
+    .bind(l.iter().map(|e| e.conversion_event_id.clone()).collect::<Vec<_>>())
+    .bind(l.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The batch's effect on every affiliate's totals, in one statement.
+async fn add_totals(
+    tx: &mut Tx<'_>,
+    totals: &BTreeMap<i64, super::ledger::TotalsDelta>,
+) -> sqlx::Result<()> {
+    if totals.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE affiliate_totals AS t
+         SET earned = t.earned + v.earned, reversed = t.reversed + v.reversed, updated_at = now()
+         FROM unnest($1::bigint[], $2::numeric[], $3::numeric[]) AS v(affiliate_id, earned, reversed)
+         WHERE t.affiliate_id = v.affiliate_id",
+    )
+    .bind(totals.keys().copied().collect::<Vec<_>>())
+    .bind(totals.values().map(|d| d.earned).collect::<Vec<_>>())
+    .bind(totals.values().map(|d| d.reversed).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What Postgres recorded for these event ids: where each was first read, for whom, and
+/// the commission it moved.
+pub struct Recorded {
+    pub partition: i32,
+    pub offset: i64,
+    pub affiliate_id: i64,
+    pub commission: Decimal,
+}
+
+pub async fn recorded(
+    pool: &PgPool,
+    event_ids: &[String],
+) -> sqlx::Result<BTreeMap<String, Recorded>> {
+    let rows: Vec<(String, i32, i64, i64, Decimal)> = sqlx::query_as(
+        "SELECT event_id, kafka_partition, kafka_offset, affiliate_id, commission
+         FROM conversions WHERE event_id = ANY($1)",
+    )
+    .bind(event_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, partition, offset, affiliate_id, commission)| {
+            (
+                id,
+                Recorded {
+                    partition,
+                    offset,
+                    affiliate_id,
+                    commission,
+                },
+            )
+        })
+        .collect())
+}

@@ -1,0 +1,55 @@
+//! Every metric aggregator exports, named and described in one place. Labels never carry
+//! a referral code or an affiliate id.
+
+pub const EVENTS_CONSUMED: &str = "aggregator_events_consumed_total";
+pub const BATCH_SIZE: &str = "aggregator_batch_size";
+pub const SINK_WRITE: &str = "aggregator_sink_write_seconds";
+pub const SINK_ROWS: &str = "aggregator_sink_rows_total";
+pub const CONSUMER_LAG: &str = "aggregator_consumer_lag";
+pub const PARKED: &str = "aggregator_parked_total";
+pub const FENCED: &str = "aggregator_fenced_total";
+pub const CLICKS: &str = "aggregator_clicks_total";
+pub const CONVERSIONS: &str = "aggregator_conversions_total";
+pub const COMMISSION_EARNED: &str = "aggregator_commission_earned_cents_total";
+pub const COMMISSION_REVERSED: &str = "aggregator_commission_reversed_cents_total";
+pub const FRESHNESS: &str = "aggregator_event_freshness_seconds";
+
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS_CONSUMED, "Messages read from Kafka, by topic.");
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Messages per batch, by topic.");
+    describe_histogram!(
+        SINK_WRITE,
+        Unit::Seconds,
+        "Time to write one batch, by sink (postgres, clickhouse, redis) and topic."
+    );
+    describe_counter!(SINK_ROWS, "Rows written, by sink and topic.");
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "Messages behind the partition's end, by topic and partition."
+    );
+    describe_counter!(
+        PARKED,
+        "Messages that could not be applied and were parked, by topic and reason."
+    );
+    describe_counter!(
+        FENCED,
+        "Batches refused because another instance had moved the partition's progress."
+    );
+    describe_counter!(CLICKS, "Clicks written, by final verdict.");
+    describe_counter!(CONVERSIONS, "Conversions applied, by type.");
+    describe_counter!(
+        COMMISSION_EARNED,
+        "Commission earned, in cents of the settlement currency."
+    );
+    describe_counter!(
+        COMMISSION_REVERSED,
+        "Commission clawed back by refunds, in cents of the settlement currency."
+    );
+    describe_histogram!(
+        FRESHNESS,
+        Unit::Seconds,
+        "Time from an event's arrival at ingest to its rows in ClickHouse, by topic."
+    );
+}

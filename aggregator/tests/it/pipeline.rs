@@ -1,0 +1,339 @@
+use std::collections::BTreeMap;
+
+use chrono::{Duration, DurationRound, Utc};
+use reftrack_events::ClickVerdict;
+use reftrack_testkit::TestStack;
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use serde_json::json;
+
+use crate::{Producer, affiliate, click, config, conversion, drained, rollup, spawn};
+
+#[tokio::test]
+async fn clicks_are_counted_with_their_final_verdicts() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "CLICKY", "10").await;
+    let mut config = config(&stack);
+    config.rate_limit_per_minute = 30;
+    config.dedupe_window_secs = 3600;
+    let server = spawn(&config).await;
+    let producer = Producer::new(&stack);
+    let topic = &stack.kafka.clicks_topic;
+    // On a minute boundary, so the burst below falls within one rate-limit minute.
+    let t0 = Utc::now().duration_trunc(Duration::minutes(1)).unwrap() - Duration::minutes(90);
+    let at = |secs: i64| t0 + Duration::seconds(secs);
+    let send = |visitor: u64, secs: i64, verdict: ClickVerdict| {
+        let payload = click("CLICKY", Some(id), visitor, at(secs), verdict);
+        let producer = &producer;
+        async move { producer.send(topic, "CLICKY", &payload).await }
+    };
+
+    // Visitor 1: first click valid, two repeats within the hour duplicates, and 61
+    // minutes later a new window (valid again, still one unique visitor).
+    send(1, 0, ClickVerdict::Valid).await;
+    send(1, 10, ClickVerdict::Valid).await;
+    send(1, 3000, ClickVerdict::Valid).await;
+    send(1, 3660, ClickVerdict::Valid).await;
+    // Visitor 2: one valid click; ingest's verdicts pass through untouched.
+    send(2, 5, ClickVerdict::Valid).await;
+    send(3, 5, ClickVerdict::Bot).await;
+    send(4, 5, ClickVerdict::Prefetch).await;
+    // Visitor 5 hammers: 35 clicks within one minute. 1 valid, 29 duplicates, 5 limited.
+    for i in 0..35 {
+        send(5, 120 + i, ClickVerdict::Valid).await;
+    }
+    // An unknown code (affiliate 0).
+    let unknown = click("NOPE", None, 6, at(1), ClickVerdict::UnknownCode);
+    producer.send(topic, "NOPE", &unknown).await;
+
+    drained(&stack).await;
+    let stats = rollup(&stack, id).await;
+    assert_eq!(stats.raw_clicks, 42);
+    assert_eq!(stats.valid_clicks, 4, "v1 twice (two windows), v2, v5 once");
+    assert_eq!(stats.unique_clicks, 3, "visitors 1, 2 and 5");
+    assert_eq!(stats.duplicate_clicks, 2 + 29);
+    assert_eq!(stats.rate_limited_clicks, 5);
+    assert_eq!((stats.bot_clicks, stats.prefetch_clicks), (1, 1));
+    assert_eq!(rollup(&stack, 0).await.unknown_code_clicks, 1);
+    let link_clicked: i64 =
+        sqlx::query_scalar("SELECT link_clicked FROM affiliate_totals WHERE affiliate_id = $1")
+            .bind(id)
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(link_clicked, 4, "linkClicked counts valid clicks");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_replayed_batch_gets_the_verdicts_of_its_first_pass() {
+    use aggregator::clicks::verdicts::{Candidate, Verdicts};
+    let stack = TestStack::new().await.unwrap();
+    let redis = stack.redis_connection().await.unwrap();
+    let verdicts = Verdicts::new(&stack.redis.key_prefix, 3600, 3);
+    let now = Utc::now().timestamp_millis();
+    let candidates: Vec<Candidate<'_>> = (0..6)
+        .map(|i| Candidate {
+            partition: 0,
+            offset: 100 + i,
+            code: "X",
+            visitor: 9,
+            received_at_ms: now + i,
+        })
+        .collect();
+    let trim = BTreeMap::from([(0, 100)]);
+    let first = verdicts
+        .decide(&redis, "t", &trim, &candidates)
+        .await
+        .unwrap();
+    use ClickVerdict::*;
+    assert_eq!(
+        first,
+        vec![
+            Valid,
+            Duplicate,
+            Duplicate,
+            RateLimited,
+            RateLimited,
+            RateLimited
+        ]
+    );
+    // The same batch again (a crash before both sinks had it): the state has moved, yet
+    // every click keeps its verdict.
+    let again = verdicts
+        .decide(&redis, "t", &trim, &candidates)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    // A replay that starts inside the batch and runs past it.
+    let mut longer = candidates[3..].to_vec();
+    longer.push(Candidate {
+        offset: 106,
+        ..candidates[0]
+    });
+    let tail = verdicts
+        .decide(&redis, "t", &BTreeMap::from([(0, 103)]), &longer)
+        .await
+        .unwrap();
+    assert_eq!(
+        tail,
+        vec![RateLimited, RateLimited, RateLimited, RateLimited]
+    );
+}
+
+async fn ledger_sums(stack: &TestStack, affiliate: i64) -> (Decimal, Decimal) {
+    sqlx::query_as(
+        "SELECT COALESCE(sum(amount) FILTER (WHERE kind = 'earned'), 0), COALESCE(sum(amount) FILTER (WHERE kind = 'reversed'), 0)
+         FROM ledger_entries WHERE affiliate_id = $1",
+    )
+    .bind(affiliate)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn conversions_build_an_exact_ledger() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "LEDGER", "15").await;
+    let server = spawn(&config(&stack)).await;
+    let producer = Producer::new(&stack);
+    let topic = &stack.kafka.conversions_topic;
+    let before = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let event = |body: serde_json::Value| {
+        let mut base = json!({"user_id": 42, "referral_code": "LEDGER", "method": "email",
+                              "occurred_at": before, "received_at": before});
+        for (k, v) in body.as_object().unwrap() {
+            base[k] = v.clone();
+        }
+        conversion(base)
+    };
+    let send = |(key, payload): (String, Vec<u8>)| {
+        let producer = &producer;
+        async move { producer.send(topic, &key, &payload).await }
+    };
+
+    send(event(
+        json!({"event_id": "s-1", "type": "signup", "email": "buyer@example.com"}),
+    ))
+    .await;
+    // 19.99 × 15% = 2.9985 → 3.00 (half-even to cents).
+    send(event(
+        json!({"event_id": "p-1", "type": "purchase", "amount": "19.99", "currency": "USD"}),
+    ))
+    .await;
+    // Redelivered: counted once.
+    send(event(
+        json!({"event_id": "p-1", "type": "purchase", "amount": "19.99", "currency": "USD"}),
+    ))
+    .await;
+    drained(&stack).await;
+
+    // The rate changes; a purchase after the change earns the new rate.
+    sqlx::query("UPDATE affiliates SET commission_rate = 20 WHERE id = $1")
+        .bind(id)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let after = (Utc::now() + Duration::seconds(1)).to_rfc3339();
+    send(event(json!({"event_id": "p-2", "type": "purchase", "amount": "100.00", "currency": "USD", "occurred_at": after}))).await;
+    // A partial refund of the first purchase: 10.00 of 19.99 at its 15% → 1.50 back.
+    send(event(json!({"event_id": "r-1", "type": "refund", "amount": "10.00", "currency": "USD", "original_event_id": "p-1"}))).await;
+    drained(&stack).await;
+
+    let entries: Vec<(String, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT kind, amount, rate FROM ledger_entries WHERE affiliate_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        entries,
+        vec![
+            ("earned".into(), dec!(3.00), dec!(15.00)),
+            ("earned".into(), dec!(20.00), dec!(20.00)),
+            ("reversed".into(), dec!(1.50), dec!(15.00)),
+        ]
+    );
+    let totals: (Decimal, Decimal, Decimal) = sqlx::query_as(
+        "SELECT earned, reversed, earned - reversed - paid - pending_payouts FROM affiliate_totals WHERE affiliate_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        totals,
+        (dec!(23.00), dec!(1.50), dec!(21.50)),
+        "the clawback nets against the balance"
+    );
+    assert_eq!(
+        ledger_sums(&stack, id).await,
+        (dec!(23.00), dec!(1.50)),
+        "totals equal the ledger"
+    );
+
+    let referral: (i64, String, String, String, Decimal, Decimal, Option<String>) = sqlx::query_as(
+        "SELECT user_id, email, status, invitation_method, commission_rate, commission_amount, commission_status
+         FROM referrals WHERE affiliate_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&stack.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        referral,
+        (
+            42,
+            "buyer@example.com".into(),
+            "converted".into(),
+            "email".into(),
+            dec!(15.00),
+            dec!(21.50),
+            Some("earned".into())
+        )
+    );
+
+    let stats = rollup(&stack, id).await;
+    assert_eq!((stats.signups, stats.purchases, stats.refunds), (1, 2, 1));
+    assert_eq!((stats.sales_cents, stats.refunded_cents), (11_999, 1_000));
+    assert_eq!((stats.commission_cents, stats.reversed_cents), (2_300, 150));
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_and_unattributable_events_are_parked_and_never_block() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "GOOD", "10").await;
+    let server = spawn(&config(&stack)).await;
+    let producer = Producer::new(&stack);
+    let conversions = &stack.kafka.conversions_topic;
+    let now = Utc::now().to_rfc3339();
+    let signup = |event_id: &str, code: &str, user: i64| {
+        conversion(
+            json!({"event_id": event_id, "type": "signup", "user_id": user, "referral_code": code,
+                          "occurred_at": now, "received_at": now}),
+        )
+    };
+
+    producer.send(conversions, "GOOD", b"{not json").await;
+    let (key, payload) = signup("s-unknown", "NOBODY", 1);
+    producer.send(conversions, &key, &payload).await;
+    let (key, payload) = conversion(
+        json!({"event_id": "r-x", "type": "refund", "user_id": 2, "referral_code": "GOOD",
+        "amount": "5", "currency": "USD", "original_event_id": "never", "occurred_at": now, "received_at": now}),
+    );
+    producer.send(conversions, &key, &payload).await;
+    let (key, payload) = signup("s-good", "GOOD", 3);
+    producer.send(conversions, &key, &payload).await;
+    producer
+        .send(&stack.kafka.clicks_topic, "GOOD", b"\xff\xfe garbage")
+        .await;
+    drained(&stack).await;
+
+    let parked: Vec<(String, String)> =
+        sqlx::query_as("SELECT topic, reason FROM parked_events ORDER BY topic, reason")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+    let clicks = stack.kafka.clicks_topic.clone();
+    let conversions = stack.kafka.conversions_topic.clone();
+    assert_eq!(
+        parked,
+        vec![
+            (clicks, "undecodable".into()),
+            (conversions.clone(), "undecodable".into()),
+            (conversions.clone(), "unknown original purchase".into()),
+            (conversions, "unknown referral code".into()),
+        ]
+    );
+    assert_eq!(
+        rollup(&stack, id).await.signups,
+        1,
+        "the good event after the bad ones went through"
+    );
+    let verdicts: Vec<(String, u64)> = stack
+        .clickhouse_client()
+        .query("SELECT toString(verdict), count() FROM conversions_raw GROUP BY verdict ORDER BY verdict")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("valid".into(), 1),
+            ("unattributed".into(), 2),
+            ("invalid".into(), 1)
+        ]
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restart_resumes_from_the_sinks_without_recounting() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "AGAIN", "10").await;
+    let producer = Producer::new(&stack);
+    for visitor in 0..50 {
+        let payload = click("AGAIN", Some(id), visitor, Utc::now(), ClickVerdict::Valid);
+        producer
+            .send(&stack.kafka.clicks_topic, "AGAIN", &payload)
+            .await;
+    }
+    let config = config(&stack);
+    let first = spawn(&config).await;
+    drained(&stack).await;
+    first.stop().await.unwrap();
+    // The same consumer group restarts, and a brand-new group too (no Kafka offsets at
+    // all): both resume from what the sinks hold.
+    for group in [config.group.clone(), format!("{}-fresh", config.group)] {
+        let mut again = config.clone();
+        again.group = group;
+        let server = spawn(&again).await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        server.stop().await.unwrap();
+    }
+    let stats = rollup(&stack, id).await;
+    assert_eq!((stats.raw_clicks, stats.valid_clicks), (50, 50));
+}
