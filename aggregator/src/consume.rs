@@ -23,6 +23,16 @@ use tokio_util::sync::CancellationToken;
 use crate::Config;
 use crate::metrics as m;
 
+/// The outcome of [`TopicConsumer::rewind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewind {
+    Seeked,
+    /// Retention deleted messages the sinks never got; the partition now starts here.
+    Lost {
+        first_available: i64,
+    },
+}
+
 /// One message, detached from the consumer.
 #[derive(Debug, Clone)]
 pub struct Record {
@@ -74,7 +84,7 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 }
 
 pub struct TopicConsumer {
-    consumer: StreamConsumer<GroupContext>,
+    consumer: Arc<StreamConsumer<GroupContext>>,
     topic: String,
     stream: &'static str,
     reassigned: Arc<AtomicBool>,
@@ -106,7 +116,7 @@ impl TopicConsumer {
             .subscribe(&[topic])
             .with_context(|| format!("subscribe to {topic}"))?;
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             topic: topic.to_string(),
             stream,
             reassigned,
@@ -115,6 +125,11 @@ impl TopicConsumer {
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The metric label: `clicks` or `conversions`.
+    pub fn stream(&self) -> &'static str {
+        self.stream
     }
 
     /// Whether partitions moved since the last call.
@@ -165,6 +180,30 @@ impl TopicConsumer {
                 }
             }
         }
+    }
+
+    /// Makes `partition` fetch again from `depth` messages before `offset` (where the
+    /// sinks stand; what comes before it is skipped). When retention already deleted
+    /// `offset`, reports where the partition's data now starts.
+    pub async fn rewind(&self, partition: i32, offset: i64, depth: i64) -> anyhow::Result<Rewind> {
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let timeout = Duration::from_secs(10);
+            let (low, _) = consumer
+                .fetch_watermarks(&topic, partition, timeout)
+                .context("fetch watermarks")?;
+            if low > offset {
+                return Ok(Rewind::Lost {
+                    first_available: low,
+                });
+            }
+            let target = offset.saturating_sub(depth).max(low);
+            consumer
+                .seek(&topic, partition, Offset::Offset(target), timeout)
+                .context("seek")?;
+            Ok(Rewind::Seeked)
+        })
+        .await?
     }
 
     /// Tells Kafka where to start fetching next time: `(partition, next offset)` pairs

@@ -8,6 +8,7 @@ pub const SINK_ROWS: &str = "aggregator_sink_rows_total";
 pub const CONSUMER_LAG: &str = "aggregator_consumer_lag";
 pub const PARKED: &str = "aggregator_parked_total";
 pub const FENCED: &str = "aggregator_fenced_total";
+pub const REWINDS: &str = "aggregator_rewinds_total";
 pub const CLICKS: &str = "aggregator_clicks_total";
 pub const CONVERSIONS: &str = "aggregator_conversions_total";
 pub const COMMISSION_EARNED: &str = "aggregator_commission_earned_cents_total";
@@ -36,6 +37,10 @@ pub fn describe() {
     describe_counter!(
         FENCED,
         "Batches refused because another instance had moved the partition's progress."
+    );
+    describe_counter!(
+        REWINDS,
+        "Partitions whose fetch did not continue where the sinks stand and were rewound, by topic."
     );
     describe_counter!(CLICKS, "Clicks written, by final verdict.");
     describe_counter!(CONVERSIONS, "Conversions applied, by type.");

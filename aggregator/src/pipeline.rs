@@ -3,11 +3,12 @@
 //! retried with backoff, and a fenced batch (another instance moved a partition's
 //! progress) is retried against fresh positions, which skips what is already applied.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::{Record, TopicConsumer};
+use crate::consume::{Record, Rewind, TopicConsumer};
 use crate::metrics as m;
 use crate::positions::Positions;
 
@@ -34,12 +35,19 @@ impl From<clickhouse::error::Error> for ApplyError {
 
 /// What a topic does with a batch.
 pub trait BatchSink {
-    /// Applies `batch` to the sinks that do not have it yet, moving `positions`.
+    /// Reads the sinks' positions into `positions` (when not cached).
+    fn load_positions(
+        &self,
+        positions: &mut Positions,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Applies `records` (contiguous per partition from where the sinks stand) to the
+    /// sinks that do not have them yet, moving `positions`.
     fn apply(
         &self,
-        batch: &[Record],
+        records: &[&Record],
         positions: &mut Positions,
-    ) -> impl std::future::Future<Output = Result<(), ApplyError>> + Send;
+    ) -> impl Future<Output = Result<(), ApplyError>> + Send;
 }
 
 pub struct Limits {
@@ -65,7 +73,7 @@ pub async fn run(
         }
         let mut backoff = Duration::from_millis(100);
         loop {
-            match sink.apply(&batch, &mut positions).await {
+            match apply(&consumer, &sink, &batch, &mut positions).await {
                 Ok(()) => break,
                 Err(ApplyError::Fenced) => {
                     metrics::counter!(m::FENCED).increment(1);
@@ -90,5 +98,57 @@ pub async fn run(
             }
         }
         consumer.commit_hint(&positions.both());
+    }
+}
+
+/// Applies what the sinks still need of `batch`. A partition that does not continue
+/// where the sinks stand is rewound there (its records in this batch are left for the
+/// refetch), unless retention already deleted the missing messages.
+async fn apply(
+    consumer: &TopicConsumer,
+    sink: &impl BatchSink,
+    batch: &[Record],
+    positions: &mut Positions,
+) -> Result<(), ApplyError> {
+    sink.load_positions(positions).await?;
+    loop {
+        let (records, gaps) = positions.continuous(batch);
+        let mut lost = false;
+        for (partition, expected) in gaps {
+            metrics::counter!(m::REWINDS, "topic" => consumer.stream()).increment(1);
+            let depth = positions.next_rewind_depth(partition);
+            match consumer.rewind(partition, expected, depth).await {
+                Ok(Rewind::Seeked) => {
+                    tracing::warn!(
+                        topic = consumer.topic(),
+                        partition,
+                        expected,
+                        depth,
+                        "fetch did not continue where the sinks stand; rewound"
+                    );
+                }
+                Ok(Rewind::Lost { first_available }) => {
+                    tracing::error!(
+                        topic = consumer.topic(),
+                        partition,
+                        lost = first_available - expected,
+                        "messages were deleted by retention before the sinks had them"
+                    );
+                    positions.set_floor(partition, first_available);
+                    lost = true;
+                }
+                Err(err) => tracing::warn!(
+                    topic = consumer.topic(),
+                    partition,
+                    "cannot rewind: {err:#}"
+                ),
+            }
+        }
+        if !lost {
+            for record in &records {
+                positions.continued(record.partition);
+            }
+            return sink.apply(&records, positions).await;
+        }
     }
 }

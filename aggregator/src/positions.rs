@@ -6,10 +6,12 @@
 //! the very INSERT that writes the raw rows. A message is applied to the sinks whose
 //! position it has not passed, and skipped when both have it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use clickhouse::Client;
 use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::consume::Record;
 
 /// Which sinks still need a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,14 +31,22 @@ impl Needs {
 pub struct Positions {
     postgres: HashMap<i32, i64>,
     clickhouse: HashMap<i32, i64>,
+    /// Where a partition's data now starts, when retention deleted messages the sinks
+    /// never got (the gap is logged and counted, and accepted).
+    floor: HashMap<i32, i64>,
+    /// How far before the expected offset the next rewind of a partition goes.
+    rewind_depth: HashMap<i32, i64>,
     loaded: bool,
 }
 
 impl Positions {
-    /// Forgets the cache, so the next batch reads the sinks again (after a rebalance or
-    /// a fence: another instance may have moved on).
+    /// Forgets the cached positions, so the next batch reads the sinks again (after a
+    /// rebalance or a fence: another instance may have moved on).
     pub fn invalidate(&mut self) {
-        *self = Self::default();
+        self.postgres.clear();
+        self.clickhouse.clear();
+        self.floor.clear();
+        self.loaded = false;
     }
 
     /// Reads both sinks' positions for `topic`, unless already cached.
@@ -78,6 +88,65 @@ impl Positions {
     pub fn set_clickhouse(&mut self, partition: i32, next: i64) {
         let entry = self.clickhouse.entry(partition).or_default();
         *entry = (*entry).max(next);
+    }
+
+    /// The first offset some sink still needs in `partition`.
+    pub fn first_needed(&self, partition: i32) -> i64 {
+        let next = self
+            .postgres_next(partition)
+            .min(self.clickhouse_next(partition));
+        next.max(self.floor.get(&partition).copied().unwrap_or(0))
+    }
+
+    /// How far back to rewind `partition` this time: a broker may answer a fetch inside
+    /// a record batch with the *next* batch (tansu 0.6 does), so each retry goes deeper
+    /// (512, 4096, 32768, ... messages) until a fetch starts at or before the offset.
+    pub fn next_rewind_depth(&mut self, partition: i32) -> i64 {
+        let depth = self.rewind_depth.entry(partition).or_insert(0);
+        *depth = if *depth == 0 {
+            512
+        } else {
+            depth.saturating_mul(8)
+        };
+        *depth
+    }
+
+    /// `partition` continued where expected: the next gap starts shallow again.
+    pub fn continued(&mut self, partition: i32) {
+        self.rewind_depth.remove(&partition);
+    }
+
+    /// Accepts that `partition`'s messages before `offset` are gone for good.
+    pub fn set_floor(&mut self, partition: i32, offset: i64) {
+        self.floor.insert(partition, offset);
+    }
+
+    /// Splits a batch into the records the sinks need, in order, and the partitions
+    /// whose records do not continue where the sinks stand (first offset expected).
+    /// Fetching may restart anywhere after a crash or a rebalance; the sinks' positions,
+    /// not the consumer's, decide what is applied, and nothing is ever jumped over.
+    pub fn continuous<'b>(&self, batch: &'b [Record]) -> (Vec<&'b Record>, BTreeMap<i32, i64>) {
+        let mut next: HashMap<i32, i64> = HashMap::new();
+        let mut gaps: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut records = Vec::with_capacity(batch.len());
+        for record in batch {
+            if gaps.contains_key(&record.partition) {
+                continue;
+            }
+            let expected = next
+                .entry(record.partition)
+                .or_insert_with(|| self.first_needed(record.partition));
+            if record.offset < *expected {
+                continue;
+            }
+            if record.offset > *expected {
+                gaps.insert(record.partition, *expected);
+                continue;
+            }
+            *expected += 1;
+            records.push(record);
+        }
+        (records, gaps)
     }
 
     /// Partitions and next offsets that both sinks hold (for the Kafka commit hint).

@@ -41,10 +41,13 @@ struct Item<'a> {
 }
 
 impl BatchSink for ClickSink {
-    async fn apply(&self, batch: &[Record], positions: &mut Positions) -> Result<(), ApplyError> {
+    async fn load_positions(&self, positions: &mut Positions) -> anyhow::Result<()> {
         positions
             .load(&self.pool, &self.clickhouse, &self.topic)
-            .await?;
+            .await
+    }
+
+    async fn apply(&self, batch: &[&Record], positions: &mut Positions) -> Result<(), ApplyError> {
         let mut items = self.items(batch, positions);
         if items.is_empty() {
             return Ok(());
@@ -57,10 +60,10 @@ impl BatchSink for ClickSink {
 }
 
 impl ClickSink {
-    fn items<'a>(&self, batch: &'a [Record], positions: &Positions) -> Vec<Item<'a>> {
+    fn items<'a>(&self, batch: &[&'a Record], positions: &Positions) -> Vec<Item<'a>> {
         batch
             .iter()
-            .filter_map(|record| {
+            .filter_map(|&record| {
                 let needs = positions.needs(record.partition, record.offset);
                 if !needs.any() {
                     return None;

@@ -30,12 +30,16 @@ pub struct ConversionSink {
 }
 
 impl BatchSink for ConversionSink {
-    async fn apply(&self, batch: &[Record], positions: &mut Positions) -> Result<(), ApplyError> {
+    async fn load_positions(&self, positions: &mut Positions) -> anyhow::Result<()> {
         positions
             .load(&self.pool, &self.clickhouse, &self.topic)
-            .await?;
+            .await
+    }
+
+    async fn apply(&self, batch: &[&Record], positions: &mut Positions) -> Result<(), ApplyError> {
         let pending: Vec<&Record> = batch
             .iter()
+            .copied()
             .filter(|r| positions.needs(r.partition, r.offset).any())
             .collect();
         if pending.is_empty() {

@@ -46,7 +46,7 @@ async fn clicks_are_counted_with_their_final_verdicts() {
     let unknown = click("NOPE", None, 6, at(1), ClickVerdict::UnknownCode);
     producer.send(topic, "NOPE", &unknown).await;
 
-    drained(&stack).await;
+    drained(&stack, &producer.ends()).await;
     let stats = rollup(&stack, id).await;
     assert_eq!(stats.raw_clicks, 42);
     assert_eq!(stats.valid_clicks, 4, "v1 twice (two windows), v2, v5 once");
@@ -167,7 +167,7 @@ async fn conversions_build_an_exact_ledger() {
         json!({"event_id": "p-1", "type": "purchase", "amount": "19.99", "currency": "USD"}),
     ))
     .await;
-    drained(&stack).await;
+    drained(&stack, &producer.ends()).await;
 
     // The rate changes; a purchase after the change earns the new rate.
     sqlx::query("UPDATE affiliates SET commission_rate = 20 WHERE id = $1")
@@ -179,7 +179,7 @@ async fn conversions_build_an_exact_ledger() {
     send(event(json!({"event_id": "p-2", "type": "purchase", "amount": "100.00", "currency": "USD", "occurred_at": after}))).await;
     // A partial refund of the first purchase: 10.00 of 19.99 at its 15% → 1.50 back.
     send(event(json!({"event_id": "r-1", "type": "refund", "amount": "10.00", "currency": "USD", "original_event_id": "p-1"}))).await;
-    drained(&stack).await;
+    drained(&stack, &producer.ends()).await;
 
     let entries: Vec<(String, Decimal, Decimal)> = sqlx::query_as(
         "SELECT kind, amount, rate FROM ledger_entries WHERE affiliate_id = $1 ORDER BY id",
@@ -270,7 +270,7 @@ async fn bad_and_unattributable_events_are_parked_and_never_block() {
     producer
         .send(&stack.kafka.clicks_topic, "GOOD", b"\xff\xfe garbage")
         .await;
-    drained(&stack).await;
+    drained(&stack, &producer.ends()).await;
 
     let parked: Vec<(String, String)> =
         sqlx::query_as("SELECT topic, reason FROM parked_events ORDER BY topic, reason")
@@ -323,7 +323,7 @@ async fn a_restart_resumes_from_the_sinks_without_recounting() {
     }
     let config = config(&stack);
     let first = spawn(&config).await;
-    drained(&stack).await;
+    drained(&stack, &producer.ends()).await;
     first.stop().await.unwrap();
     // The same consumer group restarts, and a brand-new group too (no Kafka offsets at
     // all): both resume from what the sinks hold.
