@@ -23,6 +23,14 @@ use tokio_util::sync::CancellationToken;
 use crate::Config;
 use crate::metrics as m;
 
+/// What [`TopicConsumer::next_batch`] got.
+pub enum Polled {
+    Batch(Vec<Record>),
+    /// Nothing arrived within the idle time.
+    Idle,
+    Cancelled,
+}
+
 /// The outcome of [`TopicConsumer::rewind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rewind {
@@ -137,19 +145,28 @@ impl TopicConsumer {
         self.reassigned.swap(false, Ordering::AcqRel)
     }
 
-    /// Waits for a first message, then collects until `max` messages or `wait` has
-    /// passed. `None` when cancelled.
+    /// Waits for a first message (at most `idle_after`, if given), then collects until
+    /// `max` messages or `wait` has passed. (`recv` hands a message over only when its
+    /// future completes, so abandoning a wait loses nothing.)
     pub async fn next_batch(
         &self,
         max: usize,
         wait: Duration,
+        idle_after: Option<Duration>,
         cancel: &CancellationToken,
-    ) -> Option<Vec<Record>> {
-        let mut batch = Vec::with_capacity(max.min(100_000));
+    ) -> Polled {
+        let idle = async {
+            match idle_after {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
         let first = tokio::select! {
-            () = cancel.cancelled() => return None,
+            () = cancel.cancelled() => return Polled::Cancelled,
+            () = idle => return Polled::Idle,
             record = self.recv() => record,
         };
+        let mut batch = Vec::with_capacity(max.min(100_000));
         batch.push(first);
         let deadline = tokio::time::Instant::now() + wait;
         while batch.len() < max {
@@ -160,7 +177,7 @@ impl TopicConsumer {
         }
         metrics::counter!(m::EVENTS_CONSUMED, "topic" => self.stream).increment(batch.len() as u64);
         metrics::histogram!(m::BATCH_SIZE, "topic" => self.stream).record(batch.len() as f64);
-        Some(batch)
+        Polled::Batch(batch)
     }
 
     /// The next message; transient consumer errors are logged and retried.

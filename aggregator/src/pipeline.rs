@@ -1,14 +1,17 @@
-//! The loop both topics run: read a batch, apply it to the sinks until that succeeds,
-//! then hint Kafka where the sinks stand. A batch is never skipped: a failing sink is
-//! retried with backoff, and a fenced batch (another instance moved a partition's
-//! progress) is retried against fresh positions, which skips what is already applied.
+//! The loop both topics run. Batches overlap in two stages: while batch N is written to
+//! the sinks, batch N+1 is prepared (checked for continuity, decoded, and given its
+//! verdicts). A batch is never skipped: a failing sink is retried with backoff, and a
+//! fenced batch (another instance moved a partition's progress) is retried against
+//! fresh positions, which skips what is already applied. After each write, Kafka is
+//! told where the sinks stand (a hint for the next fetch, never trusted).
 
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::{Record, Rewind, TopicConsumer};
+use crate::consume::{Polled, Record, Rewind, TopicConsumer};
 use crate::metrics as m;
 use crate::positions::Positions;
 
@@ -33,19 +36,29 @@ impl From<clickhouse::error::Error> for ApplyError {
     }
 }
 
-/// What a topic does with a batch.
+/// What a topic does with a batch, in two stages.
 pub trait BatchSink {
+    /// A batch ready to be written: its records and what was decided about them.
+    type Prepared: Send + Sync;
+
     /// Reads the sinks' positions into `positions` (when not cached).
     fn load_positions(
         &self,
         positions: &mut Positions,
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
 
-    /// Applies `records` (contiguous per partition from where the sinks stand) to the
-    /// sinks that do not have them yet, moving `positions`.
-    fn apply(
+    /// Decodes `records` (contiguous per partition from where the sinks stand) and
+    /// decides what needs no sink (verdicts). `positions` may lag by the batch in flight.
+    fn prepare(
         &self,
-        records: &[&Record],
+        records: Vec<Record>,
+        positions: &Positions,
+    ) -> impl Future<Output = anyhow::Result<Self::Prepared>> + Send;
+
+    /// Writes what the sinks still need of `prepared`, moving `positions`.
+    fn write(
+        &self,
+        prepared: &Self::Prepared,
         positions: &mut Positions,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send;
 }
@@ -55,68 +68,208 @@ pub struct Limits {
     pub max_wait: Duration,
 }
 
-/// Runs until `cancel`: a batch being applied is finished first, so a graceful stop
+/// Where fetching is expected to continue in each partition, and how hard to rewind
+/// when it does not.
+#[derive(Debug, Default)]
+struct Cursor {
+    next: HashMap<i32, i64>,
+    /// How far before the expected offset the next rewind goes: a broker may answer a
+    /// fetch inside a record batch with the *next* batch (tansu 0.6 does), so each retry
+    /// goes deeper (512, 4096, 32768, ... messages) until a fetch starts early enough.
+    depth: HashMap<i32, i64>,
+    /// Where a partition's data now starts, when retention deleted messages the sinks
+    /// never got (logged, counted, accepted).
+    floor: HashMap<i32, i64>,
+}
+
+impl Cursor {
+    /// Splits a batch into the records that continue where expected, in order, and the
+    /// partitions that jumped ahead (with the offset expected). Records already behind
+    /// the sinks are dropped. Fetching may restart anywhere after a crash or a
+    /// rebalance; nothing is ever jumped over.
+    fn split(
+        &mut self,
+        batch: &[Record],
+        positions: &Positions,
+    ) -> (Vec<Record>, BTreeMap<i32, i64>) {
+        let mut gaps = BTreeMap::new();
+        let mut records = Vec::with_capacity(batch.len());
+        for record in batch {
+            let p = record.partition;
+            if gaps.contains_key(&p) {
+                continue;
+            }
+            let floor = self.floor.get(&p).copied().unwrap_or(0);
+            let expected = self
+                .next
+                .entry(p)
+                .or_insert_with(|| positions.first_needed(p).max(floor));
+            if record.offset < *expected {
+                continue;
+            }
+            if record.offset > *expected {
+                gaps.insert(p, *expected);
+                continue;
+            }
+            *expected += 1;
+            self.depth.remove(&p);
+            records.push(record.clone());
+        }
+        (records, gaps)
+    }
+
+    fn next_depth(&mut self, partition: i32) -> i64 {
+        let depth = self.depth.entry(partition).or_insert(0);
+        *depth = if *depth == 0 {
+            512
+        } else {
+            depth.saturating_mul(8)
+        };
+        *depth
+    }
+}
+
+/// Runs until `cancel`; the batches in hand are finished first, so a graceful stop
 /// leaves nothing half done (a crash is covered by the positions kept in the sinks).
-pub async fn run(
+pub async fn run<S: BatchSink>(
     consumer: TopicConsumer,
-    sink: impl BatchSink,
+    sink: S,
     limits: Limits,
     cancel: CancellationToken,
 ) {
     let mut positions = Positions::default();
-    while let Some(batch) = consumer
-        .next_batch(limits.max_events, limits.max_wait, &cancel)
-        .await
-    {
+    let mut cursor = Cursor::default();
+    let mut in_flight: Option<S::Prepared> = None;
+    loop {
+        // With a batch in flight, a quiet topic must not keep it from the sinks.
+        let idle_after = in_flight.as_ref().map(|_| limits.max_wait);
+        let batch = match consumer
+            .next_batch(limits.max_events, limits.max_wait, idle_after, &cancel)
+            .await
+        {
+            Polled::Batch(batch) => batch,
+            Polled::Idle => {
+                if !write(&sink, in_flight.take(), &mut positions, &consumer, &cancel).await {
+                    return;
+                }
+                consumer.commit_hint(&positions.both());
+                continue;
+            }
+            Polled::Cancelled => break,
+        };
         if consumer.take_reassigned() {
             positions.invalidate();
+            cursor = Cursor::default();
         }
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match apply(&consumer, &sink, &batch, &mut positions).await {
-                Ok(()) => break,
-                Err(ApplyError::Fenced) => {
-                    metrics::counter!(m::FENCED).increment(1);
-                    tracing::warn!(
-                        topic = consumer.topic(),
-                        "batch fenced; re-reading positions"
-                    );
-                    positions.invalidate();
-                }
-                Err(ApplyError::Failed(err)) => {
-                    tracing::error!(
-                        topic = consumer.topic(),
-                        "batch failed, retrying in {backoff:?}: {err:#}"
-                    );
-                    positions.invalidate();
-                    tokio::select! {
-                        () = cancel.cancelled() => return,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+        if !load(&sink, &mut positions, &consumer, &cancel).await {
+            return;
+        }
+        let snapshot = positions.clone();
+        let written = write(&sink, in_flight.take(), &mut positions, &consumer, &cancel);
+        let prepared = prepare(&sink, &consumer, &mut cursor, &batch, &snapshot, &cancel);
+        let (written, prepared) = tokio::join!(written, prepared);
+        if !written {
+            return;
+        }
+        consumer.commit_hint(&positions.both());
+        match prepared {
+            Some(prepared) => in_flight = Some(prepared),
+            None => return,
+        }
+    }
+    // Cancelled: write what is prepared, then stop.
+    write(
+        &sink,
+        in_flight.take(),
+        &mut positions,
+        &consumer,
+        &CancellationToken::new(),
+    )
+    .await;
+    consumer.commit_hint(&positions.both());
+}
+
+async fn load<S: BatchSink>(
+    sink: &S,
+    positions: &mut Positions,
+    consumer: &TopicConsumer,
+    cancel: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match sink.load_positions(positions).await {
+            Ok(()) => return true,
+            Err(err) => {
+                tracing::error!(
+                    topic = consumer.topic(),
+                    "cannot read sink positions, retrying in {backoff:?}: {err:#}"
+                );
+                if !pause(cancel, &mut backoff).await {
+                    return false;
                 }
             }
         }
-        consumer.commit_hint(&positions.both());
     }
 }
 
-/// Applies what the sinks still need of `batch`. A partition that does not continue
-/// where the sinks stand is rewound there (its records in this batch are left for the
-/// refetch), unless retention already deleted the missing messages.
-async fn apply(
-    consumer: &TopicConsumer,
-    sink: &impl BatchSink,
-    batch: &[Record],
+/// Writes `prepared` until it succeeds; `false` when cancelled first.
+async fn write<S: BatchSink>(
+    sink: &S,
+    prepared: Option<S::Prepared>,
     positions: &mut Positions,
-) -> Result<(), ApplyError> {
-    sink.load_positions(positions).await?;
+    consumer: &TopicConsumer,
+    cancel: &CancellationToken,
+) -> bool {
+    let Some(prepared) = prepared else {
+        return true;
+    };
+    let mut backoff = Duration::from_millis(100);
     loop {
-        let (records, gaps) = positions.continuous(batch);
-        let mut lost = false;
+        if !load(sink, positions, consumer, cancel).await {
+            return false;
+        }
+        match sink.write(&prepared, positions).await {
+            Ok(()) => return true,
+            Err(ApplyError::Fenced) => {
+                metrics::counter!(m::FENCED).increment(1);
+                tracing::warn!(
+                    topic = consumer.topic(),
+                    "batch fenced; re-reading positions"
+                );
+                positions.invalidate();
+            }
+            Err(ApplyError::Failed(err)) => {
+                tracing::error!(
+                    topic = consumer.topic(),
+                    "batch failed, retrying in {backoff:?}: {err:#}"
+                );
+                positions.invalidate();
+                if !pause(cancel, &mut backoff).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Prepares what continues where expected; partitions that jumped ahead are rewound
+/// (their records in this batch are left for the refetch), unless retention already
+/// deleted the missing messages. `None` when cancelled first.
+async fn prepare<S: BatchSink>(
+    sink: &S,
+    consumer: &TopicConsumer,
+    cursor: &mut Cursor,
+    batch: &[Record],
+    positions: &Positions,
+    cancel: &CancellationToken,
+) -> Option<S::Prepared> {
+    let records = loop {
+        let before = cursor.next.clone();
+        let (records, gaps) = cursor.split(batch, positions);
+        let mut lost = Vec::new();
         for (partition, expected) in gaps {
             metrics::counter!(m::REWINDS, "topic" => consumer.stream()).increment(1);
-            let depth = positions.next_rewind_depth(partition);
+            let depth = cursor.next_depth(partition);
             match consumer.rewind(partition, expected, depth).await {
                 Ok(Rewind::Seeked) => {
                     tracing::warn!(
@@ -124,18 +277,18 @@ async fn apply(
                         partition,
                         expected,
                         depth,
-                        "fetch did not continue where the sinks stand; rewound"
+                        "fetch jumped ahead of the sinks; rewound"
                     );
                 }
                 Ok(Rewind::Lost { first_available }) => {
                     tracing::error!(
                         topic = consumer.topic(),
                         partition,
-                        lost = first_available - expected,
+                        missing = first_available - expected,
                         "messages were deleted by retention before the sinks had them"
                     );
-                    positions.set_floor(partition, first_available);
-                    lost = true;
+                    cursor.floor.insert(partition, first_available);
+                    lost.push(partition);
                 }
                 Err(err) => tracing::warn!(
                     topic = consumer.topic(),
@@ -144,11 +297,38 @@ async fn apply(
                 ),
             }
         }
-        if !lost {
-            for record in &records {
-                positions.continued(record.partition);
-            }
-            return sink.apply(&records, positions).await;
+        if lost.is_empty() {
+            break records;
         }
+        // Accept the loss: split the batch again, those partitions from their floor.
+        cursor.next = before;
+        for partition in lost {
+            cursor.next.remove(&partition);
+        }
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match sink.prepare(records.clone(), positions).await {
+            Ok(prepared) => return Some(prepared),
+            Err(err) => {
+                tracing::error!(
+                    topic = consumer.topic(),
+                    "preparing a batch failed, retrying in {backoff:?}: {err:#}"
+                );
+                if !pause(cancel, &mut backoff).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps `backoff` (doubling it, up to 30 s); `false` when cancelled meanwhile.
+async fn pause(cancel: &CancellationToken, backoff: &mut Duration) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    tokio::select! {
+        () = cancel.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
     }
 }

@@ -6,12 +6,10 @@
 //! the very INSERT that writes the raw rows. A message is applied to the sinks whose
 //! position it has not passed, and skipped when both have it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use clickhouse::Client;
 use sqlx::{PgPool, Postgres, Transaction};
-
-use crate::consume::Record;
 
 /// Which sinks still need a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,26 +25,18 @@ impl Needs {
 }
 
 /// Cached positions of both sinks for one topic.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Positions {
     postgres: HashMap<i32, i64>,
     clickhouse: HashMap<i32, i64>,
-    /// Where a partition's data now starts, when retention deleted messages the sinks
-    /// never got (the gap is logged and counted, and accepted).
-    floor: HashMap<i32, i64>,
-    /// How far before the expected offset the next rewind of a partition goes.
-    rewind_depth: HashMap<i32, i64>,
     loaded: bool,
 }
 
 impl Positions {
-    /// Forgets the cached positions, so the next batch reads the sinks again (after a
-    /// rebalance or a fence: another instance may have moved on).
+    /// Forgets the cache, so the next write reads the sinks again (after a rebalance
+    /// or a fence: another instance may have moved on).
     pub fn invalidate(&mut self) {
-        self.postgres.clear();
-        self.clickhouse.clear();
-        self.floor.clear();
-        self.loaded = false;
+        *self = Self::default();
     }
 
     /// Reads both sinks' positions for `topic`, unless already cached.
@@ -74,6 +64,12 @@ impl Positions {
         self.clickhouse.get(&partition).copied().unwrap_or(0)
     }
 
+    /// The first offset some sink still needs in `partition`.
+    pub fn first_needed(&self, partition: i32) -> i64 {
+        self.postgres_next(partition)
+            .min(self.clickhouse_next(partition))
+    }
+
     pub fn needs(&self, partition: i32, offset: i64) -> Needs {
         Needs {
             postgres: offset >= self.postgres_next(partition),
@@ -90,70 +86,11 @@ impl Positions {
         *entry = (*entry).max(next);
     }
 
-    /// The first offset some sink still needs in `partition`.
-    pub fn first_needed(&self, partition: i32) -> i64 {
-        let next = self
-            .postgres_next(partition)
-            .min(self.clickhouse_next(partition));
-        next.max(self.floor.get(&partition).copied().unwrap_or(0))
-    }
-
-    /// How far back to rewind `partition` this time: a broker may answer a fetch inside
-    /// a record batch with the *next* batch (tansu 0.6 does), so each retry goes deeper
-    /// (512, 4096, 32768, ... messages) until a fetch starts at or before the offset.
-    pub fn next_rewind_depth(&mut self, partition: i32) -> i64 {
-        let depth = self.rewind_depth.entry(partition).or_insert(0);
-        *depth = if *depth == 0 {
-            512
-        } else {
-            depth.saturating_mul(8)
-        };
-        *depth
-    }
-
-    /// `partition` continued where expected: the next gap starts shallow again.
-    pub fn continued(&mut self, partition: i32) {
-        self.rewind_depth.remove(&partition);
-    }
-
-    /// Accepts that `partition`'s messages before `offset` are gone for good.
-    pub fn set_floor(&mut self, partition: i32, offset: i64) {
-        self.floor.insert(partition, offset);
-    }
-
-    /// Splits a batch into the records the sinks need, in order, and the partitions
-    /// whose records do not continue where the sinks stand (first offset expected).
-    /// Fetching may restart anywhere after a crash or a rebalance; the sinks' positions,
-    /// not the consumer's, decide what is applied, and nothing is ever jumped over.
-    pub fn continuous<'b>(&self, batch: &'b [Record]) -> (Vec<&'b Record>, BTreeMap<i32, i64>) {
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        let mut gaps: BTreeMap<i32, i64> = BTreeMap::new();
-        let mut records = Vec::with_capacity(batch.len());
-        for record in batch {
-            if gaps.contains_key(&record.partition) {
-                continue;
-            }
-            let expected = next
-                .entry(record.partition)
-                .or_insert_with(|| self.first_needed(record.partition));
-            if record.offset < *expected {
-                continue;
-            }
-            if record.offset > *expected {
-                gaps.insert(record.partition, *expected);
-                continue;
-            }
-            *expected += 1;
-            records.push(record);
-        }
-        (records, gaps)
-    }
-
     /// Partitions and next offsets that both sinks hold (for the Kafka commit hint).
     pub fn both(&self) -> Vec<(i32, i64)> {
         self.postgres
-            .iter()
-            .map(|(p, pg)| (*p, (*pg).min(self.clickhouse_next(*p))))
+            .keys()
+            .map(|p| (*p, self.first_needed(*p)))
             .filter(|(_, next)| *next > 0)
             .collect()
     }
@@ -228,4 +165,24 @@ pub async fn advance_postgres(
     .execute(&mut **tx)
     .await?;
     Ok(result.rows_affected() == moves.len() as u64)
+}
+
+/// Progress moves for the partitions of `records`: from the sink's position to just
+/// past the last offset seen.
+pub fn moves<'a>(
+    records: impl Iterator<Item = &'a crate::consume::Record>,
+    next: impl Fn(i32) -> i64,
+) -> Vec<Move> {
+    let mut last: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    for record in records {
+        let entry = last.entry(record.partition).or_insert(record.offset);
+        *entry = (*entry).max(record.offset);
+    }
+    last.into_iter()
+        .map(|(partition, offset)| Move {
+            partition,
+            expected: next(partition),
+            next: offset + 1,
+        })
+        .collect()
 }

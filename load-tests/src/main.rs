@@ -3,6 +3,7 @@
 // A command-line tool whose output is its result: printing is its job.
 #![allow(clippy::print_stdout)]
 
+mod bench_aggregator;
 mod bench_ingest;
 mod load;
 mod procs;
@@ -32,6 +33,13 @@ enum Command {
     BenchIngest {
         #[command(flatten)]
         args: bench_ingest::Args,
+        #[command(flatten)]
+        stack: Box<stack::StackArgs>,
+    },
+    /// The aggregator draining a million clicks, against a plain ClickHouse insert of the same rows.
+    BenchAggregator {
+        #[command(flatten)]
+        args: bench_aggregator::Args,
         #[command(flatten)]
         stack: Box<stack::StackArgs>,
     },
@@ -67,6 +75,15 @@ async fn main() -> anyhow::Result<()> {
             let stack = stack::Stack::prepare(&stack, "bench_ingest").await?;
             let figures = bench_ingest::run(&args, &stack).await?;
             bench_ingest::print(&args, &figures);
+        }
+        Command::BenchAggregator { args, stack } => {
+            let name = format!(
+                "bench_agg_{}",
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
+            let stack = stack::Stack::prepare(&stack, &name).await?;
+            let figures = bench_aggregator::run(&args, &stack).await?;
+            bench_aggregator::print(&figures);
         }
         Command::Hit {
             url,

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::consume::Record;
 use crate::metrics as m;
 use crate::pipeline::{ApplyError, BatchSink};
-use crate::positions::{self, Move, Positions};
+use crate::positions::{self, Positions};
 use crate::{parked, timed};
 use verdicts::{Candidate, Verdicts};
 
@@ -31,75 +31,81 @@ pub struct ClickSink {
     pub topic: String,
 }
 
-/// One message of the batch that some sink still needs.
-struct Item<'a> {
-    record: &'a Record,
-    event: Option<ClickEvent<'a>>,
+/// A click ready to be written: the message, its event (`None` when undecodable) and
+/// its final verdict.
+pub struct PreparedClick {
+    record: Record,
+    event: Option<ClickEvent<'static>>,
     verdict: ClickVerdict,
-    needs_postgres: bool,
-    needs_clickhouse: bool,
 }
 
 impl BatchSink for ClickSink {
+    type Prepared = Vec<PreparedClick>;
+
     async fn load_positions(&self, positions: &mut Positions) -> anyhow::Result<()> {
         positions
             .load(&self.pool, &self.clickhouse, &self.topic)
             .await
     }
 
-    async fn apply(&self, batch: &[&Record], positions: &mut Positions) -> Result<(), ApplyError> {
-        let mut items = self.items(batch, positions);
-        if items.is_empty() {
-            return Ok(());
-        }
-        self.decide_verdicts(&mut items).await?;
-        self.write_postgres(&items, positions).await?;
-        self.write_clickhouse(&items, positions).await?;
+    async fn prepare(
+        &self,
+        records: Vec<Record>,
+        positions: &Positions,
+    ) -> anyhow::Result<Vec<PreparedClick>> {
+        let mut clicks: Vec<PreparedClick> = records
+            .into_iter()
+            .map(|record| {
+                let event = ClickEvent::decode(&record.payload)
+                    .ok()
+                    .map(ClickEvent::into_owned);
+                PreparedClick {
+                    verdict: event.as_ref().map_or(ClickVerdict::Valid, |e| e.verdict),
+                    event,
+                    record,
+                }
+            })
+            .collect();
+        self.decide_verdicts(&mut clicks, positions).await?;
+        Ok(clicks)
+    }
+
+    async fn write(
+        &self,
+        clicks: &Vec<PreparedClick>,
+        positions: &mut Positions,
+    ) -> Result<(), ApplyError> {
+        self.write_postgres(clicks, positions).await?;
+        self.write_clickhouse(clicks, positions).await?;
         Ok(())
     }
 }
 
 impl ClickSink {
-    fn items<'a>(&self, batch: &[&'a Record], positions: &Positions) -> Vec<Item<'a>> {
-        batch
-            .iter()
-            .filter_map(|&record| {
-                let needs = positions.needs(record.partition, record.offset);
-                if !needs.any() {
-                    return None;
-                }
-                let event = ClickEvent::decode(&record.payload).ok();
-                Some(Item {
-                    verdict: event.as_ref().map_or(ClickVerdict::Valid, |e| e.verdict),
-                    event,
-                    record,
-                    needs_postgres: needs.postgres,
-                    needs_clickhouse: needs.clickhouse,
-                })
-            })
-            .collect()
-    }
-
-    /// Clicks ingest found valid may still be duplicates or rate-limited.
-    async fn decide_verdicts(&self, items: &mut [Item<'_>]) -> Result<(), ApplyError> {
+    /// Clicks ingest found valid may still be duplicates or rate-limited. The verdict
+    /// memo keeps everything from the first offset a sink still needs (which includes a
+    /// batch in flight), so a replay after a crash finds its verdicts there.
+    async fn decide_verdicts(
+        &self,
+        clicks: &mut [PreparedClick],
+        positions: &Positions,
+    ) -> anyhow::Result<()> {
         let mut trim: BTreeMap<i32, i64> = BTreeMap::new();
-        for item in items.iter() {
-            let first = trim
-                .entry(item.record.partition)
-                .or_insert(item.record.offset);
-            *first = (*first).min(item.record.offset);
+        for click in clicks.iter() {
+            trim.entry(click.record.partition)
+                .or_insert_with(|| positions.first_needed(click.record.partition));
         }
-        let (indexes, candidates): (Vec<usize>, Vec<Candidate<'_>>) = items
+        let (indexes, candidates): (Vec<usize>, Vec<Candidate<'_>>) = clicks
             .iter()
             .enumerate()
-            .filter_map(|(i, item)| {
-                let event = item.event.as_ref()?;
+            .filter_map(|(i, click)| {
+                let event = click.event.as_ref()?;
                 (event.verdict == ClickVerdict::Valid).then(|| {
                     (
                         i,
                         Candidate {
-                            partition: item.record.partition,
-                            offset: item.record.offset,
+                            partition: click.record.partition,
+                            offset: click.record.offset,
                             code: &event.code,
                             visitor: event.visitor,
                             received_at_ms: event.received_at_ms,
@@ -117,10 +123,10 @@ impl ClickSink {
             self.verdicts
                 .decide(&self.redis, &self.topic, &trim, &candidates),
         )
-        .await
-        .map_err(anyhow::Error::from)?;
+        .await?;
+        drop(candidates);
         for (i, verdict) in indexes.into_iter().zip(decided) {
-            items[i].verdict = verdict;
+            clicks[i].verdict = verdict;
         }
         Ok(())
     }
@@ -129,27 +135,34 @@ impl ClickSink {
     /// messages parked, and the progress moved: one transaction.
     async fn write_postgres(
         &self,
-        items: &[Item<'_>],
+        clicks: &[PreparedClick],
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        let moves = moves(
-            items.iter().filter(|i| i.needs_postgres).map(|i| i.record),
-            |p| positions.postgres_next(p),
-        );
+        let needed: Vec<&PreparedClick> = clicks
+            .iter()
+            .filter(|c| {
+                positions
+                    .needs(c.record.partition, c.record.offset)
+                    .postgres
+            })
+            .collect();
+        let moves = positions::moves(needed.iter().map(|c| &c.record), |p| {
+            positions.postgres_next(p)
+        });
         if moves.is_empty() {
             return Ok(());
         }
-        let mut clicks: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut valid: BTreeMap<i64, i64> = BTreeMap::new();
         let mut undecodable = Vec::new();
-        for item in items.iter().filter(|i| i.needs_postgres) {
-            match &item.event {
-                Some(event) if item.verdict == ClickVerdict::Valid => {
+        for click in &needed {
+            match &click.event {
+                Some(event) if click.verdict == ClickVerdict::Valid => {
                     if let Some(affiliate) = event.affiliate_id {
-                        *clicks.entry(affiliate).or_default() += 1;
+                        *valid.entry(affiliate).or_default() += 1;
                     }
                 }
                 Some(_) => {}
-                None => undecodable.push(parked::Parked::undecodable(item.record)),
+                None => undecodable.push(parked::Parked::undecodable(&click.record)),
             }
         }
         let started = Instant::now();
@@ -157,7 +170,7 @@ impl ClickSink {
         if !positions::advance_postgres(&mut tx, &self.topic, &moves).await? {
             return Err(ApplyError::Fenced);
         }
-        let (ids, counts): (Vec<i64>, Vec<i64>) = clicks.into_iter().unzip();
+        let (ids, counts): (Vec<i64>, Vec<i64>) = valid.into_iter().unzip();
         sqlx::query(
             "UPDATE affiliate_totals AS t SET link_clicked = t.link_clicked + v.clicks, updated_at = now()
              FROM unnest($1::bigint[], $2::bigint[]) AS v(affiliate_id, clicks)
@@ -178,10 +191,17 @@ impl ClickSink {
 
     async fn write_clickhouse(
         &self,
-        items: &[Item<'_>],
+        clicks: &[PreparedClick],
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        let rows: Vec<&Item<'_>> = items.iter().filter(|i| i.needs_clickhouse).collect();
+        let rows: Vec<&PreparedClick> = clicks
+            .iter()
+            .filter(|c| {
+                positions
+                    .needs(c.record.partition, c.record.offset)
+                    .clickhouse
+            })
+            .collect();
         if rows.is_empty() {
             return Ok(());
         }
@@ -189,10 +209,10 @@ impl ClickSink {
         let mut insert = self.clickhouse.insert::<ClickRow<'_>>("clicks_raw").await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut verdicts: HashMap<ClickVerdict, u64> = HashMap::new();
-        for item in &rows {
-            let row = ClickRow::new(&self.topic, item);
-            if let Some(event) = &item.event {
-                *verdicts.entry(item.verdict).or_default() += 1;
+        for click in &rows {
+            let row = ClickRow::new(&self.topic, click);
+            if let Some(event) = &click.event {
+                *verdicts.entry(click.verdict).or_default() += 1;
                 metrics::histogram!(m::FRESHNESS, "topic" => "clicks")
                     .record((now_ms - event.received_at_ms).max(0) as f64 / 1000.0);
             }
@@ -203,31 +223,11 @@ impl ClickSink {
         for (verdict, n) in verdicts {
             metrics::counter!(m::CLICKS, "verdict" => verdict.as_str()).increment(n);
         }
-        for item in rows {
-            positions.set_clickhouse(item.record.partition, item.record.offset + 1);
+        for click in rows {
+            positions.set_clickhouse(click.record.partition, click.record.offset + 1);
         }
         Ok(())
     }
-}
-
-/// Progress moves for the partitions in `records`: from the sink's position to just
-/// past the last offset seen.
-pub(crate) fn moves<'a>(
-    records: impl Iterator<Item = &'a Record>,
-    next: impl Fn(i32) -> i64,
-) -> Vec<Move> {
-    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-    for record in records {
-        let entry = last.entry(record.partition).or_insert(record.offset);
-        *entry = (*entry).max(record.offset);
-    }
-    last.into_iter()
-        .map(|(partition, offset)| Move {
-            partition,
-            expected: next(partition),
-            next: offset + 1,
-        })
-        .collect()
 }
 
 pub(crate) fn record_write(
@@ -241,8 +241,10 @@ pub(crate) fn record_write(
     metrics::counter!(m::SINK_ROWS, "sink" => sink, "topic" => stream).increment(rows as u64);
 }
 
+/// A row of `clicks_raw`. Public so that benchmarks insert exactly what the aggregator
+/// writes.
 #[derive(clickhouse::Row, serde::Serialize)]
-struct ClickRow<'a> {
+pub struct ClickRow<'a> {
     #[serde(with = "clickhouse::serde::uuid")]
     event_id: Uuid,
     kafka_topic: &'a str,
@@ -261,43 +263,57 @@ struct ClickRow<'a> {
 }
 
 impl<'a> ClickRow<'a> {
-    fn new(topic: &'a str, item: &'a Item<'a>) -> Self {
-        let partition = item.record.partition as u16;
-        let offset = item.record.offset as u64;
-        match &item.event {
-            Some(e) => Self {
-                event_id: e.event_id,
-                kafka_topic: topic,
-                kafka_partition: partition,
-                kafka_offset: offset,
-                received_at: (e.received_at_ms / 1000) as u32,
-                received_at_ms: e.received_at_ms as u64,
-                affiliate_id: e.affiliate_id.unwrap_or(0) as u64,
-                code: &e.code,
-                visitor: e.visitor,
-                user_agent: &e.user_agent,
-                referer: e.referer.as_deref().unwrap_or_default(),
-                method: if e.method == ClickMethod::Head { 2 } else { 1 },
-                country: e.country.as_deref().unwrap_or_default(),
-                verdict: item.verdict as i8,
-            },
-            // Kept so ClickHouse's progress passes it; the payload is parked in Postgres.
-            None => Self {
-                event_id: Uuid::nil(),
-                kafka_topic: topic,
-                kafka_partition: partition,
-                kafka_offset: offset,
-                received_at: chrono::Utc::now().timestamp() as u32,
-                received_at_ms: chrono::Utc::now().timestamp_millis() as u64,
-                affiliate_id: 0,
-                code: "",
-                visitor: 0,
-                user_agent: "",
-                referer: "",
-                method: 1,
-                country: "",
-                verdict: INVALID,
-            },
+    fn new(topic: &'a str, click: &'a PreparedClick) -> Self {
+        let (partition, offset) = (click.record.partition, click.record.offset);
+        match &click.event {
+            Some(event) => Self::from_event(topic, partition, offset, event, click.verdict),
+            None => Self::undecodable(topic, partition, offset),
+        }
+    }
+
+    pub fn from_event(
+        topic: &'a str,
+        partition: i32,
+        offset: i64,
+        e: &'a ClickEvent<'a>,
+        verdict: ClickVerdict,
+    ) -> Self {
+        Self {
+            event_id: e.event_id,
+            kafka_topic: topic,
+            kafka_partition: partition as u16,
+            kafka_offset: offset as u64,
+            received_at: (e.received_at_ms / 1000) as u32,
+            received_at_ms: e.received_at_ms as u64,
+            affiliate_id: e.affiliate_id.unwrap_or(0) as u64,
+            code: &e.code,
+            visitor: e.visitor,
+            user_agent: &e.user_agent,
+            referer: e.referer.as_deref().unwrap_or_default(),
+            method: if e.method == ClickMethod::Head { 2 } else { 1 },
+            country: e.country.as_deref().unwrap_or_default(),
+            verdict: verdict as i8,
+        }
+    }
+
+    /// Kept so ClickHouse's progress passes the message; its payload is parked in Postgres.
+    fn undecodable(topic: &'a str, partition: i32, offset: i64) -> Self {
+        let now = chrono::Utc::now();
+        Self {
+            event_id: Uuid::nil(),
+            kafka_topic: topic,
+            kafka_partition: partition as u16,
+            kafka_offset: offset as u64,
+            received_at: now.timestamp() as u32,
+            received_at_ms: now.timestamp_millis() as u64,
+            affiliate_id: 0,
+            code: "",
+            visitor: 0,
+            user_agent: "",
+            referer: "",
+            method: 1,
+            country: "",
+            verdict: INVALID,
         }
     }
 }

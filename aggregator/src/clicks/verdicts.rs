@@ -66,13 +66,18 @@ impl Verdicts {
                     .arg(trim)
                     .arg(self.window_ms)
                     .arg(self.limit_per_minute)
-                    .arg(self.ttl_secs)
-                    .arg(&self.prefix);
+                    .arg(self.ttl_secs);
                 for &i in chunk {
                     let c = &candidates[i];
+                    // Keys are built here rather than in Lua, where every concatenation
+                    // allocates a string inside Redis.
+                    let dedupe_key = format!("{}dd:{}:{}", self.prefix, c.code, c.visitor);
+                    let minute = c.received_at_ms.div_euclid(60_000);
+                    let rate_key = format!("{}rl:{minute}", self.prefix);
                     invocation
                         .arg(c.offset)
-                        .arg(c.code)
+                        .arg(dedupe_key)
+                        .arg(rate_key)
                         .arg(c.visitor)
                         .arg(c.received_at_ms);
                 }

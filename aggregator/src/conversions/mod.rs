@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::PgPool;
 
-use crate::clicks::{moves, record_write};
+use crate::clicks::record_write;
 use crate::consume::Record;
 use crate::metrics as m;
 use crate::parked::{self, Parked};
@@ -29,28 +29,42 @@ pub struct ConversionSink {
     pub topic: String,
 }
 
+/// A conversion message ready to be written, with its event (`None` when undecodable).
+pub struct PreparedConversion {
+    record: Record,
+    event: Option<ConversionEvent>,
+}
+
 impl BatchSink for ConversionSink {
+    type Prepared = Vec<PreparedConversion>;
+
     async fn load_positions(&self, positions: &mut Positions) -> anyhow::Result<()> {
         positions
             .load(&self.pool, &self.clickhouse, &self.topic)
             .await
     }
 
-    async fn apply(&self, batch: &[&Record], positions: &mut Positions) -> Result<(), ApplyError> {
-        let pending: Vec<&Record> = batch
-            .iter()
-            .copied()
-            .filter(|r| positions.needs(r.partition, r.offset).any())
-            .collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let decoded: Vec<Option<ConversionEvent>> = pending
-            .iter()
-            .map(|r| ConversionEvent::decode(&r.payload).ok())
-            .collect();
-        self.write_postgres(&pending, &decoded, positions).await?;
-        self.write_clickhouse(&pending, &decoded, positions).await?;
+    async fn prepare(
+        &self,
+        records: Vec<Record>,
+        _: &Positions,
+    ) -> anyhow::Result<Vec<PreparedConversion>> {
+        Ok(records
+            .into_iter()
+            .map(|record| PreparedConversion {
+                event: ConversionEvent::decode(&record.payload).ok(),
+                record,
+            })
+            .collect())
+    }
+
+    async fn write(
+        &self,
+        batch: &Vec<PreparedConversion>,
+        positions: &mut Positions,
+    ) -> Result<(), ApplyError> {
+        self.write_postgres(batch, positions).await?;
+        self.write_clickhouse(batch, positions).await?;
         Ok(())
     }
 }
@@ -58,17 +72,18 @@ impl BatchSink for ConversionSink {
 impl ConversionSink {
     async fn write_postgres(
         &self,
-        pending: &[&Record],
-        decoded: &[Option<ConversionEvent>],
+        batch: &[PreparedConversion],
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        let needed: Vec<(&Record, &Option<ConversionEvent>)> = pending
+        let needed: Vec<&PreparedConversion> = batch
             .iter()
-            .zip(decoded)
-            .filter(|(r, _)| positions.needs(r.partition, r.offset).postgres)
-            .map(|(r, e)| (*r, e))
+            .filter(|c| {
+                positions
+                    .needs(c.record.partition, c.record.offset)
+                    .postgres
+            })
             .collect();
-        let moves = moves(needed.iter().map(|(r, _)| *r), |p| {
+        let moves = positions::moves(needed.iter().map(|c| &c.record), |p| {
             positions.postgres_next(p)
         });
         if moves.is_empty() {
@@ -81,12 +96,12 @@ impl ConversionSink {
         }
         let events: Vec<(Position, ConversionEvent)> = needed
             .iter()
-            .filter_map(|(r, e)| {
+            .filter_map(|c| {
                 let position = Position {
-                    partition: r.partition,
-                    offset: r.offset,
+                    partition: c.record.partition,
+                    offset: c.record.offset,
                 };
-                e.as_ref().map(|e| (position, e.clone()))
+                c.event.as_ref().map(|e| (position, e.clone()))
             })
             .collect();
         let mut state = store::load_state(&mut tx, &ledger::wants(&events)).await?;
@@ -95,12 +110,17 @@ impl ConversionSink {
 
         let payloads: HashMap<(i32, i64), &[u8]> = needed
             .iter()
-            .map(|(r, _)| ((r.partition, r.offset), r.payload.as_slice()))
+            .map(|c| {
+                (
+                    (c.record.partition, c.record.offset),
+                    c.record.payload.as_slice(),
+                )
+            })
             .collect();
         let mut parked: Vec<Parked<'_>> = needed
             .iter()
-            .filter(|(_, e)| e.is_none())
-            .map(|(r, _)| Parked::undecodable(r))
+            .filter(|c| c.event.is_none())
+            .map(|c| Parked::undecodable(&c.record))
             .collect();
         parked.extend(plan.parked.iter().map(|p| Parked {
             partition: p.position.partition,
@@ -135,22 +155,23 @@ impl ConversionSink {
     /// ClickHouse rows, from what Postgres recorded for these messages.
     async fn write_clickhouse(
         &self,
-        pending: &[&Record],
-        decoded: &[Option<ConversionEvent>],
+        batch: &[PreparedConversion],
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        let needed: Vec<(&Record, &Option<ConversionEvent>)> = pending
+        let needed: Vec<&PreparedConversion> = batch
             .iter()
-            .zip(decoded)
-            .filter(|(r, _)| positions.needs(r.partition, r.offset).clickhouse)
-            .map(|(r, e)| (*r, e))
+            .filter(|c| {
+                positions
+                    .needs(c.record.partition, c.record.offset)
+                    .clickhouse
+            })
             .collect();
         if needed.is_empty() {
             return Ok(());
         }
         let ids: Vec<String> = needed
             .iter()
-            .filter_map(|(_, e)| e.as_ref().map(|e| e.event_id.clone()))
+            .filter_map(|c| c.event.as_ref().map(|e| e.event_id.clone()))
             .collect();
         let recorded = store::recorded(&self.pool, &ids).await?;
         let started = Instant::now();
@@ -159,9 +180,9 @@ impl ConversionSink {
             .clickhouse
             .insert::<ConversionRow<'_>>("conversions_raw")
             .await?;
-        for (record, event) in &needed {
-            let row = ConversionRow::new(&self.topic, record, event.as_ref(), &recorded);
-            if let Some(event) = event {
+        for c in &needed {
+            let row = ConversionRow::new(&self.topic, &c.record, c.event.as_ref(), &recorded);
+            if let Some(event) = &c.event {
                 let age = (now - event.received_at).num_milliseconds().max(0) as f64 / 1000.0;
                 metrics::histogram!(m::FRESHNESS, "topic" => "conversions").record(age);
             }
@@ -169,8 +190,8 @@ impl ConversionSink {
         }
         insert.end().await?;
         record_write("clickhouse", "conversions", started, needed.len());
-        for (record, _) in needed {
-            positions.set_clickhouse(record.partition, record.offset + 1);
+        for c in needed {
+            positions.set_clickhouse(c.record.partition, c.record.offset + 1);
         }
         Ok(())
     }

@@ -74,24 +74,39 @@ async fn ledger_and_rollups_are_exact_after_ten_kill_9s() {
         // Let it work a little, then pull the plug mid-batch.
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..1200))).await;
         let pending = behind(&stack, &producer.ends()).await;
-        aggregator.kill().unwrap();
-        aggregator.wait().unwrap();
+        aggregator.kill();
         assert!(pending > 0, "kill {kills} came after the work was done");
         kills += 1;
         aggregator = start(&stack);
     }
     drained(&stack, &producer.ends()).await;
-    aggregator.kill().unwrap();
-    aggregator.wait().unwrap();
+    aggregator.kill();
     assert!(kills >= 10);
 
     let truth = ground_truth(&world, &waves);
     compare(&stack, &world, &truth).await;
 }
 
+/// The aggregator process; killed when dropped, so a failing test leaves none behind.
+struct Aggregator(Child);
+
+impl Aggregator {
+    /// SIGKILL, like a crash.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Aggregator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The aggregator binary against this test's slice of the stack.
-fn start(stack: &TestStack) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_aggregator"))
+fn start(stack: &TestStack) -> Aggregator {
+    let child = Command::new(env!("CARGO_BIN_EXE_aggregator"))
         .env("REFTRACK_ENV", "test")
         .env("RUST_LOG", "info")
         .env("AGGREGATOR_ADDR", "127.0.0.1:0")
@@ -113,7 +128,8 @@ fn start(stack: &TestStack) -> Child {
         .stdout(log(stack))
         .stderr(Stdio::null())
         .spawn()
-        .expect("start the aggregator binary")
+        .expect("start the aggregator binary");
+    Aggregator(child)
 }
 
 /// The aggregator's log, appended across restarts (kept for a failing run).
