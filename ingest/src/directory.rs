@@ -55,15 +55,28 @@ pub struct Directory {
 
 impl Directory {
     /// Loads the first snapshot; start-up fails if Postgres cannot provide it, because
-    /// serving clicks without the codes would mislabel every one as unknown.
-    pub async fn load(pool: PgPool) -> anyhow::Result<Self> {
+    /// serving clicks without the codes would mislabel every one as unknown. Listens for
+    /// changes *before* reading, so none made meanwhile is missed.
+    pub async fn load(pool: PgPool) -> anyhow::Result<(Self, Refresher)> {
+        let listener = match listen(&pool).await {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                tracing::warn!(%err, "cannot LISTEN for directory changes; reloading on the timer only");
+                None
+            }
+        };
         let snapshot = fetch(&pool)
             .await
             .context("load referral codes and API keys")?;
-        Ok(Self {
+        let directory = Self {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
             pool,
-        })
+        };
+        let refresher = Refresher {
+            directory: directory.clone(),
+            listener,
+        };
+        Ok((directory, refresher))
     }
 
     pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
@@ -80,43 +93,43 @@ impl Directory {
             Err(err) => tracing::warn!(%err, "directory reload failed; keeping the previous one"),
         }
     }
+}
 
-    /// Reloads every `interval` and whenever Postgres notifies a change, until cancelled.
-    pub async fn keep_fresh(self, interval: Duration, cancel: CancellationToken) {
-        let mut listener = match self.listen().await {
-            Ok(listener) => Some(listener),
-            Err(err) => {
-                tracing::warn!(%err, "cannot LISTEN for directory changes; reloading on the timer only");
-                None
-            }
-        };
+/// Keeps a [`Directory`] fresh: reloads on a timer and whenever Postgres notifies a change.
+pub struct Refresher {
+    directory: Directory,
+    listener: Option<PgListener>,
+}
+
+impl Refresher {
+    pub async fn run(mut self, interval: Duration, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(interval);
         tick.tick().await;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 _ = tick.tick() => {}
-                notification = recv(&mut listener) => {
+                notification = recv(&mut self.listener) => {
                     if let Err(err) = notification {
                         tracing::warn!(%err, "directory change listener failed");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
             }
-            self.reload().await;
+            self.directory.reload().await;
         }
     }
+}
 
-    async fn listen(&self) -> anyhow::Result<PgListener> {
-        let schema: String = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(&self.pool)
-            .await?;
-        let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener
-            .listen(&format!("reftrack_directory_{schema}"))
-            .await?;
-        Ok(listener)
-    }
+async fn listen(pool: &PgPool) -> anyhow::Result<PgListener> {
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await?;
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener
+        .listen(&format!("reftrack_directory_{schema}"))
+        .await?;
+    Ok(listener)
 }
 
 async fn recv(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {

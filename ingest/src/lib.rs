@@ -48,7 +48,7 @@ pub struct App {
     router: Router,
     clicks: Arc<ClickProducer>,
     conversions: ConversionProducer,
-    directory: Directory,
+    refresher: directory::Refresher,
     probe: BrokerProbe,
     directory_refresh: Duration,
     spill_after: Duration,
@@ -66,7 +66,7 @@ impl App {
         .await?;
         let pool = reftrack_store::postgres::connect(&config.postgres).await?;
         reftrack_store::postgres::migrate(&pool).await?;
-        let directory = Directory::load(pool.clone()).await?;
+        let (directory, refresher) = Directory::load(pool.clone()).await?;
 
         let spill = Spill::open(&config.spill_dir, config.spill_max_bytes)
             .with_context(|| format!("open SPILL_DIR {}", config.spill_dir.display()))?;
@@ -145,7 +145,7 @@ impl App {
             router,
             clicks,
             conversions,
-            directory,
+            refresher,
             probe,
             directory_refresh: config.directory_refresh(),
             spill_after: config.spill_after(),
@@ -161,11 +161,7 @@ impl App {
     ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let tasks: Vec<JoinHandle<()>> = vec![
-            tokio::spawn(
-                self.directory
-                    .clone()
-                    .keep_fresh(self.directory_refresh, cancel.clone()),
-            ),
+            tokio::spawn(self.refresher.run(self.directory_refresh, cancel.clone())),
             tokio::spawn(replay_loop(
                 self.clicks.clone(),
                 self.probe.clone(),
