@@ -1,18 +1,37 @@
 //! api: answers the promoter API (seed 000) and the admin affiliate API (seed 004) from
-//! Postgres (entities, balances, payouts) and ClickHouse rollups (stats).
+//! Postgres (entities, balances, payouts) and ClickHouse rollups (stats), with Redis for
+//! rate limits and short-lived caches.
+//!
+//! - [`promoter`]: `/referrals/...`, for a product's users (JWT);
+//! - [`admin`]: `/api/v1/affiliate/...`, for the product's staff (API keys);
+//! - [`auth`], [`error`], [`state`]: who calls, how errors look, what handlers share.
 
+pub mod admin;
+pub mod auth;
+pub mod cli;
 mod config;
+pub mod error;
+mod input;
+pub mod openapi;
+mod payout;
+pub mod promoter;
+pub mod state;
 
 use std::future::Future;
 
 use anyhow::Context;
 use axum::Router;
+use axum::routing::get;
 use reftrack_common::http::{Readiness, ops_router, serve};
 use reftrack_common::telemetry;
 use tokio::net::TcpListener;
 
-pub use config::Config;
+pub use config::{Config, DEV_JWT_SIGNING_KEY};
 
+use crate::auth::Tokens;
+use crate::state::{AppState, Inner, RateLimits, Settings, StatsCache};
+
+/// api, built from its configuration.
 pub struct App {
     router: Router,
 }
@@ -26,6 +45,29 @@ impl App {
         reftrack_store::clickhouse::ensure_schema(&config.clickhouse).await?;
         let clickhouse = reftrack_store::clickhouse::client(&config.clickhouse);
         let redis = reftrack_store::redis::connect(&config.redis).await?;
+        let state = AppState::new(Inner {
+            pool: pool.clone(),
+            clickhouse: clickhouse.clone(),
+            tokens: Tokens::new(&config.jwt_signing_key(), config.jwt_leeway_secs),
+            limits: RateLimits {
+                redis: redis.clone(),
+                prefix: config.redis.key_prefix.clone(),
+                per_minute: config.rate_limit_per_minute,
+            },
+            cache: StatsCache {
+                redis: redis.clone(),
+                prefix: config.redis.key_prefix.clone(),
+                ttl: config.stats_cache(),
+            },
+            settings: Settings {
+                link_base: config.public_link_base.clone(),
+                promoter_commission_rate: config.promoter_commission_rate,
+                promoter_min_withdrawal: config.promoter_min_withdrawal,
+                min_withdrawal_lower: config.min_withdrawal_lower,
+                min_withdrawal_upper: config.min_withdrawal_upper,
+                promoter_page_size: config.promoter_page_size,
+            },
+        });
         let readiness = Readiness::new()
             .with("postgres", move || {
                 let pool = pool.clone();
@@ -39,8 +81,12 @@ impl App {
                 let redis = redis.clone();
                 async move { reftrack_store::redis::ping(&redis).await }
             });
-        let router =
-            ops_router(readiness, metrics).layer(axum::middleware::from_fn(telemetry::track_http));
+        let router = promoter::router()
+            .merge(admin::router())
+            .route("/openapi.json", get(openapi::openapi_json))
+            .with_state(state)
+            .merge(ops_router(readiness, metrics))
+            .layer(axum::middleware::from_fn(telemetry::track_http));
         Ok(Self { router })
     }
 
@@ -55,10 +101,14 @@ impl App {
     }
 }
 
+/// Runs a command, or builds the app, binds the configured address and serves until `shutdown`.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    if let Some(command) = config.command.take() {
+        return cli::run(command, &config).await;
+    }
     let app = App::build(&config).await?;
     let listener = TcpListener::bind(config.addr)
         .await

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 pub const API_VERSION: &str = "1.0";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Envelope<T> {
     pub success: bool,
     pub data: T,
@@ -35,14 +35,14 @@ impl<T: Serialize> Envelope<T> {
 /// Field name → what is wrong with it. A `BTreeMap` so that messages come out sorted.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub code: &'static str,
     pub message: String,
     pub details: FieldErrors,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ErrorEnvelope {
     pub success: bool,
     pub error: ErrorBody,

@@ -5,5 +5,6 @@
 pub mod config;
 pub mod envelope;
 pub mod http;
+pub mod money;
 pub mod shutdown;
 pub mod telemetry;

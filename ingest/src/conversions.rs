@@ -5,7 +5,6 @@
 //! it, and 503 (with Retry-After) otherwise; the sender retries with the same `event_id`,
 //! which the aggregator counts once.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use futures::future::join_all;
 use reftrack_common::envelope::{Envelope, FieldErrors, error_response};
+use reftrack_common::money::{AmountError, parse_amount};
 use reftrack_events::click::parse_click_id;
 use reftrack_events::{ConversionEvent, ConversionKind, InvitationMethod, ReferralCode};
 use reftrack_store::api_keys::Scope;
@@ -496,24 +496,18 @@ fn referral_code(obj: &Map<String, Value>) -> Result<ReferralCode, (&'static str
 
 /// A positive amount with at most two decimals, from a JSON number or string.
 fn parse_money(value: &Value) -> Result<Decimal, String> {
-    let text = match value {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
-        _ => return Err("must be a decimal number such as 19.99".to_string()),
-    };
-    let amount = Decimal::from_str(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .map_err(|_| format!("must be a decimal number such as 19.99, not {text}"))?;
-    if amount.is_sign_negative() || amount.is_zero() {
+    let amount = parse_amount(value).map_err(|err| match err {
+        AmountError::NotANumber => "must be a decimal number such as 19.99".to_string(),
+        AmountError::Negative => "must be greater than zero".to_string(),
+        AmountError::TooManyDecimals => "must have at most 2 decimal places".to_string(),
+    })?;
+    if amount.is_zero() {
         return Err("must be greater than zero".to_string());
-    }
-    if amount.normalize().scale() > 2 {
-        return Err("must have at most 2 decimal places".to_string());
     }
     if amount > Decimal::from(MAX_AMOUNT) {
         return Err(format!("must not exceed {MAX_AMOUNT}"));
     }
-    Ok(amount.normalize())
+    Ok(amount)
 }
 
 #[cfg(test)]
