@@ -82,8 +82,9 @@ async fn main() -> anyhow::Result<()> {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             );
             let stack = stack::Stack::prepare(&stack, &name).await?;
-            let figures = bench_aggregator::run(&args, &stack).await?;
-            bench_aggregator::print(&figures);
+            let figures = bench_aggregator::run(&args, &stack).await;
+            stack.discard().await?;
+            bench_aggregator::print(&figures?);
         }
         Command::Hit {
             url,

@@ -80,4 +80,25 @@ impl Stack {
         .await?;
         Ok(id)
     }
+
+    /// Drops this run's Postgres schema and ClickHouse databases (`name`, and `name_plain`
+    /// that bench-aggregator compares against),
+    /// for runs whose names are used once.
+    pub async fn discard(self) -> anyhow::Result<()> {
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .execute(&self.pool)
+            .await
+            .context("drop the benchmark schema")?;
+        let ch = reftrack_store::clickhouse::client(&ClickHouseConfig {
+            database: "default".into(),
+            ..self.args.clickhouse.clone()
+        });
+        for database in [self.name.clone(), format!("{}_plain", self.name)] {
+            ch.query(&format!("DROP DATABASE IF EXISTS {database}"))
+                .execute()
+                .await
+                .with_context(|| format!("drop ClickHouse database {database}"))?;
+        }
+        Ok(())
+    }
 }

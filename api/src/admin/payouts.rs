@@ -73,7 +73,9 @@ pub async fn list(
         None => None,
         Some(s @ ("pending" | "paid" | "cancelled")) => Some(s),
         Some(_) => {
-            return Err(ApiError::field("status", "must be one of pending, paid, cancelled").into());
+            return Err(
+                ApiError::field("status", "must be one of pending, paid, cancelled").into(),
+            );
         }
     };
     let number = |field: &str, default: i64, max: i64| -> Result<i64, ApiError> {

@@ -86,7 +86,9 @@ pub async fn set_payout_method(
     let method = match body.get("method").and_then(|v| v.as_str()) {
         Some(m) if payout::METHODS.contains(&m) => m,
         Some(m) => {
-            return Err(ApiError::field("method", format!("\"{m}\" is not a valid choice.")).into());
+            return Err(
+                ApiError::field("method", format!("\"{m}\" is not a valid choice.")).into(),
+            );
         }
         None => return Err(ApiError::field("method", "This field is required.").into()),
     };

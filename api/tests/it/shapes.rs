@@ -1,0 +1,270 @@
+//! Every endpoint of both seed documents answers with exactly the field names, nesting
+//! and JSON types of the seed's example.
+
+use reftrack_store::api_keys::Scope;
+use reftrack_testkit::TestStack;
+use serde_json::json;
+
+use crate::seeds::{self, parse};
+use crate::{Client, assert_shape, config, key, token};
+
+#[tokio::test]
+async fn the_promoter_api_answers_exactly_as_seed_000() {
+    let stack = TestStack::new().await.unwrap();
+    let client = Client::new(&config(&stack)).await;
+    let me = token(1);
+
+    let (status, promoter) = client
+        .call("GET", "/referrals/promoter", Some(&me), None)
+        .await;
+    assert_eq!(status, 200, "{promoter}");
+    assert_shape(&parse(seeds::PROMOTER), &promoter);
+    let id = promoter["id"].as_i64().unwrap();
+    assert_eq!(promoter["user"], 1);
+    assert_eq!(promoter["minWithdrawalBalance"], "20.00");
+    assert_eq!(promoter["commissionRate"], 15.0);
+    let code = promoter["referralToken"].as_str().unwrap();
+    assert!(
+        code.len() == 10
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()),
+        "{code}"
+    );
+    assert_eq!(
+        promoter["referralLink"],
+        format!("http://127.0.0.1:8080/?ref={code}")
+    );
+
+    let (status, with_method) = client
+        .call(
+            "PATCH",
+            "/referrals/set-payout-method/",
+            Some(&me),
+            Some(json!({"method": "wise", "payment_address": "example@gmail.com"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{with_method}");
+    assert_shape(&parse(seeds::PROMOTER_WITH_METHOD), &with_method);
+    assert_eq!(
+        with_method["activePayoutMethod"],
+        json!({"method": "wise", "paymentAddress": "example@gmail.com"})
+    );
+
+    let (status, earnings) = client
+        .call(
+            "GET",
+            "/referrals/promoter-recent-earnings",
+            Some(&me),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_shape(&parse(seeds::RECENT_EARNINGS), &earnings);
+
+    sqlx::query(
+        "INSERT INTO referrals (affiliate_id, user_id, email, status, invitation_method, commission_rate, first_event_id, created_at)
+         VALUES ($1, 2, 'john_doe@example.com', 'signup', 'email', 15, 's-2', now())",
+    )
+    .bind(id)
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let (status, referrals) = client.call("GET", "/referrals/", Some(&me), None).await;
+    assert_eq!(status, 200);
+    assert_shape(&parse(seeds::REFERRALS), &referrals);
+    assert_eq!(
+        referrals,
+        json!({"count": 1, "pages": 1, "results": [{"userId": 2, "email": "john_doe@example.com", "status": "signup",
+               "invitationMethod": "email", "commissionRate": "15.00", "commissionAmount": 0.0, "commissionStatus": null}]})
+    );
+
+    for amount in ["100", "50"] {
+        sqlx::query("INSERT INTO payouts (affiliate_id, amount, status, method, address) VALUES ($1, $2::numeric, 'paid', 'wise', 'example@gmail.com')")
+            .bind(id)
+            .bind(amount)
+            .execute(&stack.pool)
+            .await
+            .unwrap();
+    }
+    let (status, payouts) = client
+        .call("GET", "/referrals/payouts", Some(&me), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_shape(&parse(seeds::PAYOUTS), &payouts);
+
+    let (status, updated) = client
+        .call(
+            "PATCH",
+            "/referrals/set-min-withdrawal-balance/",
+            Some(&me),
+            Some(json!({"min_withdrawal_balance": 50.00})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_shape(&parse(seeds::PROMOTER_WITH_METHOD), &updated);
+    assert_eq!(updated["minWithdrawalBalance"], "50.00");
+}
+
+#[tokio::test]
+async fn the_admin_api_answers_exactly_as_seed_004() {
+    let stack = TestStack::new().await.unwrap();
+    let client = Client::new(&config(&stack)).await;
+    let admin = key(&stack, &[Scope::Admin]).await;
+    let admin = Some(admin.as_str());
+
+    let (status, created) = client
+        .call(
+            "POST",
+            "/api/v1/affiliate/affiliates/",
+            admin,
+            Some(parse(seeds::CREATE_REQUEST)),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_shape(&parse(seeds::CREATE), &created);
+    let id = created["data"]["id"].as_i64().unwrap();
+    assert_eq!(created["data"]["affiliate_code"], format!("JANE_DOE_{id}"));
+    assert_eq!(
+        created["data"]["status"],
+        json!({"value": "pending", "display": "Pending Approval"})
+    );
+    assert_eq!(
+        (
+            created["data"]["tier"].as_i64(),
+            created["data"]["commission_rate"].as_f64()
+        ),
+        (Some(1), Some(10.0))
+    );
+
+    let (status, approved) = client
+        .call(
+            "POST",
+            &format!("/api/v1/affiliate/affiliates/{id}/approve/"),
+            admin,
+            Some(json!({"tier": 2, "commission_rate": 12.0, "approval_note": "Approved based on excellent portfolio"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    assert_shape(&parse(seeds::APPROVE), &approved);
+    assert_eq!(approved["data"]["approved_by"], "admin@rebusai.com");
+
+    let (status, updated) = client
+        .call(
+            "PUT",
+            &format!("/api/v1/affiliate/affiliates/{id}/"),
+            admin,
+            Some(json!({"commission_rate": 15.0, "tier": 3, "phone": "+1-555-9999", "website": "https://newwebsite.com",
+                        "address": {"street": "789 New Ave", "city": "San Francisco", "zip": "94102"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_shape(&parse(seeds::UPDATE), &updated);
+    assert_eq!(
+        (
+            updated["data"]["tier"].as_i64(),
+            updated["data"]["phone"].as_str()
+        ),
+        (Some(3), Some("+1-555-9999"))
+    );
+
+    let (status, detail) = client
+        .call(
+            "GET",
+            &format!("/api/v1/affiliate/affiliates/{id}/"),
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_shape(&parse(seeds::DETAIL), &detail);
+    assert_eq!(
+        detail["data"]["address"]["country"], "United States",
+        "country 233 is the United States"
+    );
+    assert_eq!(detail["data"]["address"]["street"], "789 New Ave");
+
+    // A second affiliate, so that a page of one has a next page, as in the seed.
+    let (status, _) = client
+        .call(
+            "POST",
+            "/api/v1/affiliate/affiliates/",
+            admin,
+            Some(json!({"name": "John Smith", "email": "john@example.com"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, list) = client
+        .call(
+            "GET",
+            "/api/v1/affiliate/affiliates/?page=1&page_size=1",
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{list}");
+    assert_shape(&parse(seeds::LIST), &list);
+    assert_eq!(
+        list["data"]["pagination"]["next_url"],
+        "/api/v1/affiliate/affiliates/?page=2"
+    );
+
+    let (status, performance) = client
+        .call(
+            "GET",
+            &format!("/api/v1/affiliate/affiliates/{id}/performance/?date_from=2024-01-01&date_to=2024-01-31"),
+            admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{performance}");
+    assert_shape(&parse(seeds::PERFORMANCE), &performance);
+    assert_eq!(
+        performance["data"]["period"],
+        json!({"start_date": "2024-01-01", "end_date": "2024-01-31"})
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let stack = TestStack::new().await.unwrap();
+    let client = Client::new(&config(&stack)).await;
+    let (status, doc) = client.call("GET", "/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/referrals/promoter",
+        "/referrals/set-payout-method/",
+        "/referrals/promoter-recent-earnings",
+        "/referrals/",
+        "/referrals/payouts",
+        "/referrals/set-min-withdrawal-balance/",
+        "/referrals/withdraw/",
+        "/api/v1/affiliate/affiliates/",
+        "/api/v1/affiliate/affiliates/{id}/",
+        "/api/v1/affiliate/affiliates/{id}/approve/",
+        "/api/v1/affiliate/affiliates/{id}/reject/",
+        "/api/v1/affiliate/affiliates/{id}/deactivate/",
+        "/api/v1/affiliate/affiliates/{id}/performance/",
+        "/api/v1/affiliate/payouts/",
+        "/api/v1/affiliate/payouts/{id}/mark-paid/",
+        "/api/v1/affiliate/payouts/{id}/cancel/",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from /openapi.json"
+        );
+    }
+    let promoter = &doc["components"]["schemas"]["PromoterView"]["properties"];
+    for field in [
+        "referralToken",
+        "minWithdrawalBalance",
+        "commissionRate",
+        "linkClicked",
+    ] {
+        assert!(
+            promoter.get(field).is_some(),
+            "PromoterView lacks {field}: {promoter}"
+        );
+    }
+}
