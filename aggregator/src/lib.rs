@@ -17,7 +17,6 @@ pub mod pipeline;
 pub mod positions;
 
 use std::future::Future;
-use std::time::Instant;
 
 use anyhow::Context;
 use axum::Router;
@@ -46,7 +45,7 @@ impl App {
     /// Connects to every store, applies the schemas and joins the consumer groups.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics();
-        metrics::describe();
+        metrics::register();
         let kafka = &config.kafka;
         reftrack_events::kafka::ensure_topics(
             kafka,
@@ -165,19 +164,6 @@ impl App {
             _ => Ok(()),
         }
     }
-}
-
-/// Awaits `work`, recording how long it took as a sink write.
-pub(crate) async fn timed<T>(
-    sink: &'static str,
-    stream: &'static str,
-    work: impl Future<Output = T>,
-) -> T {
-    let started = Instant::now();
-    let out = work.await;
-    ::metrics::histogram!(metrics::SINK_WRITE, "sink" => sink, "topic" => stream)
-        .record(started.elapsed().as_secs_f64());
-    out
 }
 
 pub async fn run(

@@ -1,6 +1,8 @@
 //! Every metric aggregator exports, named and described in one place. Labels never carry
 //! a referral code or an affiliate id.
 
+use std::time::Instant;
+
 pub const EVENTS_CONSUMED: &str = "aggregator_events_consumed_total";
 pub const BATCH_SIZE: &str = "aggregator_batch_size";
 pub const SINK_WRITE: &str = "aggregator_sink_write_seconds";
@@ -15,7 +17,9 @@ pub const COMMISSION_EARNED: &str = "aggregator_commission_earned_cents_total";
 pub const COMMISSION_REVERSED: &str = "aggregator_commission_reversed_cents_total";
 pub const FRESHNESS: &str = "aggregator_event_freshness_seconds";
 
-pub fn describe() {
+/// Describes every metric and starts the counters whose labels are known in advance at
+/// zero, so dashboards and alerts see 0 rather than nothing before the first event.
+pub fn register() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(EVENTS_CONSUMED, "Messages read from Kafka, by topic.");
     describe_histogram!(BATCH_SIZE, Unit::Count, "Messages per batch, by topic.");
@@ -57,4 +61,48 @@ pub fn describe() {
         Unit::Seconds,
         "Time from an event's arrival at ingest to its rows in ClickHouse, by topic."
     );
+    start_at_zero();
+}
+
+/// The sinks each stream writes to.
+const SINKS: [(&str, &str); 5] = [
+    ("redis", "clicks"),
+    ("postgres", "clicks"),
+    ("clickhouse", "clicks"),
+    ("postgres", "conversions"),
+    ("clickhouse", "conversions"),
+];
+
+fn start_at_zero() {
+    use metrics::counter;
+    use reftrack_events::{ClickVerdict, ConversionKind};
+
+    use crate::conversions::ledger::{PARK_REASONS, UNDECODABLE};
+    for topic in ["clicks", "conversions"] {
+        counter!(EVENTS_CONSUMED, "topic" => topic).increment(0);
+        counter!(REWINDS, "topic" => topic).increment(0);
+    }
+    for (sink, topic) in SINKS {
+        counter!(SINK_ROWS, "sink" => sink, "topic" => topic).increment(0);
+    }
+    counter!(PARKED, "topic" => "clicks", "reason" => UNDECODABLE).increment(0);
+    for reason in PARK_REASONS {
+        counter!(PARKED, "topic" => "conversions", "reason" => reason).increment(0);
+    }
+    for verdict in ClickVerdict::ALL {
+        counter!(CLICKS, "verdict" => verdict.as_str()).increment(0);
+    }
+    for kind in ConversionKind::ALL {
+        counter!(CONVERSIONS, "type" => kind.as_str()).increment(0);
+    }
+    for name in [FENCED, COMMISSION_EARNED, COMMISSION_REVERSED] {
+        counter!(name).increment(0);
+    }
+}
+
+/// One batch written to `sink` for `stream`: how long it took and how many rows.
+pub fn sink_write(sink: &'static str, stream: &'static str, started: Instant, rows: usize) {
+    metrics::histogram!(SINK_WRITE, "sink" => sink, "topic" => stream)
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!(SINK_ROWS, "sink" => sink, "topic" => stream).increment(rows as u64);
 }

@@ -12,6 +12,7 @@ pub mod cli;
 mod config;
 pub mod error;
 mod input;
+pub mod metrics;
 pub mod openapi;
 mod payout;
 pub mod promoter;
@@ -40,6 +41,7 @@ impl App {
     /// Connects to every store and applies the schemas.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics();
+        crate::metrics::register();
         let pool = reftrack_store::postgres::connect(&config.postgres).await?;
         reftrack_store::postgres::migrate(&pool).await?;
         reftrack_store::clickhouse::ensure_schema(&config.clickhouse).await?;

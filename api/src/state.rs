@@ -117,8 +117,10 @@ impl StatsCache {
             .await
             .unwrap_or(None);
         if let Some(value) = cached.and_then(|s| serde_json::from_str(&s).ok()) {
+            crate::metrics::stats_cache(true);
             return Ok(value);
         }
+        crate::metrics::stats_cache(false);
         let value = compute.await?;
         if let Ok(json) = serde_json::to_string(&value) {
             let stored: Result<(), _> = redis::cmd("SET")

@@ -28,10 +28,11 @@ pub fn init_tracing(format: LogFormat) {
     };
 }
 
-/// Latency buckets, in seconds, from 50µs (the click path) to 10s (slow batches).
+/// Latency buckets, in seconds, from 50µs (the click path) to 10 minutes (a pipeline
+/// falling behind must show as such, not as "over 10 s").
 const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 5.0, 10.0,
+    2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
 /// Size buckets for batch-size histograms (events per batch).

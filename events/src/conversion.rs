@@ -15,6 +15,12 @@ pub enum ConversionKind {
 }
 
 impl ConversionKind {
+    pub const ALL: [ConversionKind; 3] = [
+        ConversionKind::Signup,
+        ConversionKind::Purchase,
+        ConversionKind::Refund,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ConversionKind::Signup => "signup",

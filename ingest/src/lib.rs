@@ -58,7 +58,7 @@ impl App {
     /// Connects to the dependencies, prepares the topics and loads the directory.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics();
-        metrics::describe();
+        metrics::register();
         reftrack_events::kafka::ensure_topics(
             &config.kafka,
             &[&config.kafka.clicks_topic, &config.kafka.conversions_topic],

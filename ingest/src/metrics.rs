@@ -13,7 +13,9 @@ pub const BROKER_RTT: &str = "ingest_broker_rtt_seconds";
 pub const CONVERSIONS: &str = "ingest_conversions_total";
 pub const DIRECTORY_CODES: &str = "ingest_directory_codes";
 
-pub fn describe() {
+/// Describes every metric and starts the counters whose labels are known in advance at
+/// zero, so dashboards and alerts see 0 rather than nothing before the first event.
+pub fn register() {
     use metrics::{describe_counter, describe_gauge};
     describe_counter!(
         CLICKS,
@@ -51,4 +53,26 @@ pub fn describe() {
         DIRECTORY_CODES,
         "Attributable referral codes held in memory."
     );
+    start_at_zero();
+}
+
+fn start_at_zero() {
+    use metrics::counter;
+    use reftrack_events::{ClickVerdict, ConversionKind};
+    for verdict in ClickVerdict::ALL {
+        counter!(CLICKS, "verdict" => verdict.as_str()).increment(0);
+    }
+    for topic in ["clicks", "conversions"] {
+        counter!(EVENTS_PRODUCED, "topic" => topic).increment(0);
+        counter!(EVENTS_FAILED, "topic" => topic).increment(0);
+    }
+    for name in [EVENTS_SPILLED, EVENTS_REPLAYED, EVENTS_DROPPED] {
+        counter!(name).increment(0);
+    }
+    for kind in ConversionKind::ALL {
+        for outcome in ["accepted", "unavailable"] {
+            counter!(CONVERSIONS, "type" => kind.as_str(), "outcome" => outcome).increment(0);
+        }
+    }
+    counter!(CONVERSIONS, "type" => "unknown", "outcome" => "invalid").increment(0);
 }

@@ -91,6 +91,27 @@ impl TestStack {
         }
     }
 
+    /// The environment a service binary needs to run against this stack (stores, topics,
+    /// key prefix), as the variables the services read.
+    pub fn service_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("REFTRACK_ENV", "test".into()),
+            ("DATABASE_URL", self.postgres.url.expose().to_string()),
+            ("DATABASE_SCHEMA", self.id.clone()),
+            ("CLICKHOUSE_URL", self.clickhouse.url.as_str().to_string()),
+            ("CLICKHOUSE_DATABASE", self.clickhouse.database.clone()),
+            ("KAFKA_BROKERS", self.kafka.brokers.clone()),
+            ("KAFKA_CLICKS_TOPIC", self.kafka.clicks_topic.clone()),
+            (
+                "KAFKA_CONVERSIONS_TOPIC",
+                self.kafka.conversions_topic.clone(),
+            ),
+            ("KAFKA_TOPIC_PARTITIONS", self.kafka.partitions.to_string()),
+            ("REDIS_URL", self.redis.url.expose().to_string()),
+            ("REDIS_KEY_PREFIX", self.redis.key_prefix.clone()),
+        ]
+    }
+
     pub fn clickhouse_client(&self) -> clickhouse::Client {
         reftrack_store::clickhouse::client(&self.clickhouse)
     }

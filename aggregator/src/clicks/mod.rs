@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::consume::Record;
 use crate::metrics as m;
+use crate::parked;
 use crate::pipeline::{ApplyError, BatchSink};
 use crate::positions::{self, Positions};
-use crate::{parked, timed};
 use verdicts::{Candidate, Verdicts};
 
 /// ClickHouse's verdict for a message that could not be decoded (it is parked in Postgres).
@@ -117,13 +117,12 @@ impl ClickSink {
         if candidates.is_empty() {
             return Ok(());
         }
-        let decided = timed(
-            "redis",
-            "clicks",
-            self.verdicts
-                .decide(&self.redis, &self.topic, &trim, &candidates),
-        )
-        .await?;
+        let started = Instant::now();
+        let decided = self
+            .verdicts
+            .decide(&self.redis, &self.topic, &trim, &candidates)
+            .await?;
+        m::sink_write("redis", "clicks", started, candidates.len());
         drop(candidates);
         for (i, verdict) in indexes.into_iter().zip(decided) {
             clicks[i].verdict = verdict;
@@ -182,7 +181,7 @@ impl ClickSink {
         .await?;
         parked::insert(&mut tx, &self.topic, "clicks", &undecodable).await?;
         tx.commit().await?;
-        record_write("postgres", "clicks", started, moves.len());
+        m::sink_write("postgres", "clicks", started, moves.len());
         for m in moves {
             positions.set_postgres(m.partition, m.next);
         }
@@ -219,7 +218,7 @@ impl ClickSink {
             insert.write(&row).await?;
         }
         insert.end().await?;
-        record_write("clickhouse", "clicks", started, rows.len());
+        m::sink_write("clickhouse", "clicks", started, rows.len());
         for (verdict, n) in verdicts {
             metrics::counter!(m::CLICKS, "verdict" => verdict.as_str()).increment(n);
         }
@@ -228,17 +227,6 @@ impl ClickSink {
         }
         Ok(())
     }
-}
-
-pub(crate) fn record_write(
-    sink: &'static str,
-    stream: &'static str,
-    started: Instant,
-    rows: usize,
-) {
-    metrics::histogram!(m::SINK_WRITE, "sink" => sink, "topic" => stream)
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(m::SINK_ROWS, "sink" => sink, "topic" => stream).increment(rows as u64);
 }
 
 /// A row of `clicks_raw`. Public so that benchmarks insert exactly what the aggregator

@@ -186,6 +186,15 @@ pub const ALREADY_REFERRED: &str = "user already referred";
 pub const UNKNOWN_ORIGINAL: &str = "unknown original purchase";
 pub const REFUND_TOO_LARGE: &str = "refund exceeds the purchase's remaining amount";
 pub const UNDECODABLE: &str = "undecodable";
+/// Every reason a conversion is parked for.
+pub const PARK_REASONS: [&str; 6] = [
+    UNKNOWN_CODE,
+    INACTIVE,
+    ALREADY_REFERRED,
+    UNKNOWN_ORIGINAL,
+    REFUND_TOO_LARGE,
+    UNDECODABLE,
+];
 
 /// `amount × rate%`, rounded half-even to cents.
 pub fn commission(amount: Decimal, rate: Decimal) -> Decimal {

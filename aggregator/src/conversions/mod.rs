@@ -15,7 +15,6 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use sqlx::PgPool;
 
-use crate::clicks::record_write;
 use crate::consume::Record;
 use crate::metrics as m;
 use crate::parked::{self, Parked};
@@ -132,7 +131,7 @@ impl ConversionSink {
         parked::insert(&mut tx, &self.topic, "conversions", &parked).await?;
         tx.commit().await?;
 
-        record_write(
+        m::sink_write(
             "postgres",
             "conversions",
             started,
@@ -189,7 +188,7 @@ impl ConversionSink {
             insert.write(&row).await?;
         }
         insert.end().await?;
-        record_write("clickhouse", "conversions", started, needed.len());
+        m::sink_write("clickhouse", "conversions", started, needed.len());
         for c in needed {
             positions.set_clickhouse(c.record.partition, c.record.offset + 1);
         }

@@ -144,7 +144,7 @@ pub async fn cancel(
 async fn settle(
     state: &AppState,
     id: i64,
-    outcome: &str,
+    outcome: &'static str,
     by: &str,
 ) -> Result<PayoutView, AdminError> {
     let mut tx = state.pool.begin().await?;
@@ -196,5 +196,6 @@ async fn settle(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
+    crate::metrics::payout(outcome, row.amount);
     Ok(view(row))
 }

@@ -267,5 +267,6 @@ pub async fn withdraw(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    crate::metrics::payout("requested", balance);
     Ok(payout)
 }

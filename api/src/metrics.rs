@@ -1,0 +1,46 @@
+//! Every metric api exports besides the HTTP ones (`reftrack_common::telemetry`), named
+//! and described in one place. Labels never carry a referral code, a user or an
+//! affiliate id.
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+pub const PAYOUTS: &str = "api_payouts_total";
+pub const PAYOUT_AMOUNT: &str = "api_payout_amount_cents_total";
+pub const STATS_CACHE: &str = "api_stats_cache_total";
+
+/// What happens to a payout: a promoter requests it, staff pay or cancel it.
+pub const PAYOUT_EVENTS: [&str; 3] = ["requested", "paid", "cancelled"];
+
+/// Describes every metric and starts the counters at zero, so dashboards and alerts see
+/// 0 rather than nothing before the first event.
+pub fn register() {
+    use metrics::{counter, describe_counter};
+    describe_counter!(PAYOUTS, "Payouts, by event (requested, paid, cancelled).");
+    describe_counter!(
+        PAYOUT_AMOUNT,
+        "Payout amounts, in cents of the settlement currency, by event."
+    );
+    describe_counter!(
+        STATS_CACHE,
+        "Stats answers, by result: hit (from the Redis cache) or miss (computed)."
+    );
+    for event in PAYOUT_EVENTS {
+        counter!(PAYOUTS, "event" => event).increment(0);
+        counter!(PAYOUT_AMOUNT, "event" => event).increment(0);
+    }
+    for result in ["hit", "miss"] {
+        counter!(STATS_CACHE, "result" => result).increment(0);
+    }
+}
+
+/// One payout `event` (one of [`PAYOUT_EVENTS`]) of `amount`.
+pub fn payout(event: &'static str, amount: Decimal) {
+    metrics::counter!(PAYOUTS, "event" => event).increment(1);
+    let cents = (amount * Decimal::ONE_HUNDRED).to_u64().unwrap_or(0);
+    metrics::counter!(PAYOUT_AMOUNT, "event" => event).increment(cents);
+}
+
+pub fn stats_cache(hit: bool) {
+    metrics::counter!(STATS_CACHE, "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
