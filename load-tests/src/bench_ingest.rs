@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::load::{self, Load, Outcome, Shot};
+use crate::load::{self, Limit, Load, Outcome, Shot};
 use crate::procs::{
     Process, cpu_time, free_addr, http_get, metric, pid_listening_on, sibling_binary,
 };
@@ -97,12 +97,14 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
         "/readyz",
     )?;
 
-    let measure = |target, rate: Option<f64>, secs: u64| Load {
-        target,
-        connections: args.connections,
-        duration: Duration::from_secs(secs),
-        rate,
-        shot: shot(),
+    let measure = |target, rate: Option<f64>, secs: u64| {
+        Load::new(
+            target,
+            args.connections,
+            Limit::Duration(Duration::from_secs(secs)),
+            shot(),
+        )
+        .paced(rate)
     };
     eprintln!("warm-up: {} s each", args.warmup);
     load::run(&measure(bare.addr, None, args.warmup)).await?;

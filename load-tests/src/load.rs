@@ -5,7 +5,7 @@
 //! connections (tokio's timer has a 1 ms grain, which would bunch requests into bursts).
 //! Paced latency is measured from the moment a request was *due*, so a stalled server
 //! cannot hide its queue (no coordinated omission). Latencies go to an HDR histogram in
-//! microseconds.
+//! microseconds. A run ends after a duration or a count of requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,19 +30,48 @@ pub struct Shot {
 
 pub type ShotFn = Arc<dyn Fn(u64) -> Shot + Send + Sync>;
 
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    Duration(Duration),
+    Requests(u64),
+}
+
 #[derive(Clone)]
 pub struct Load {
     pub target: SocketAddr,
     pub connections: usize,
-    pub duration: Duration,
+    pub limit: Limit,
     /// Requests per second across all connections; `None` for as fast as possible.
     pub rate: Option<f64>,
+    /// Builds request number `n` (numbers are handed out in order, from 0).
     pub shot: ShotFn,
+    /// Counts answered requests as they come, for a progress display.
+    pub answered: Arc<AtomicU64>,
+}
+
+impl Load {
+    pub fn new(target: SocketAddr, connections: usize, limit: Limit, shot: ShotFn) -> Self {
+        Self {
+            target,
+            connections,
+            limit,
+            rate: None,
+            shot,
+            answered: Arc::default(),
+        }
+    }
+
+    pub fn paced(mut self, rate: Option<f64>) -> Self {
+        self.rate = rate;
+        self
+    }
 }
 
 pub struct Outcome {
     pub requests: u64,
     pub errors: u64,
+    /// Numbers of the requests that got no answer (connection errors).
+    pub unanswered: Vec<u64>,
     pub by_status: Vec<(u16, u64)>,
     pub elapsed: Duration,
     pub latency_us: Histogram<u64>,
@@ -61,7 +90,7 @@ impl Outcome {
 struct Worker {
     histogram: Histogram<u64>,
     statuses: Vec<(u16, u64)>,
-    errors: u64,
+    unanswered: Vec<u64>,
 }
 
 /// Runs `load` and returns what it measured.
@@ -71,6 +100,10 @@ pub async fn run(load: &Load) -> anyhow::Result<Outcome> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let counter = Arc::new(AtomicU64::new(0));
+    let last = match load.limit {
+        Limit::Requests(n) => n,
+        Limit::Duration(_) => u64::MAX,
+    };
     let start = Instant::now();
     let mut workers = Vec::with_capacity(load.connections);
     for _ in 0..load.connections {
@@ -78,26 +111,27 @@ pub async fn run(load: &Load) -> anyhow::Result<Outcome> {
         let stop = stop.clone();
         let counter = counter.clone();
         workers.push(tokio::spawn(async move {
-            connection(&load, &stop, &counter).await
+            connection(&load, &stop, &counter, last).await
         }));
     }
-    tokio::time::sleep(load.duration).await;
-    stop.store(true, Ordering::Relaxed);
-    let elapsed = start.elapsed();
+    if let Limit::Duration(duration) = load.limit {
+        tokio::time::sleep(duration).await;
+        stop.store(true, Ordering::Relaxed);
+    }
     let mut finished = Vec::with_capacity(workers.len());
     for worker in workers {
         finished.push(worker.await??);
     }
-    merge(finished, elapsed)
+    merge(finished, start.elapsed())
 }
 
 fn merge(workers: Vec<Worker>, elapsed: Duration) -> anyhow::Result<Outcome> {
     let mut latency_us = Histogram::new_with_bounds(1, 60_000_000, 3)?;
     let mut by_status: Vec<(u16, u64)> = Vec::new();
-    let mut errors = 0;
+    let mut unanswered = Vec::new();
     for worker in workers {
         latency_us.add(&worker.histogram)?;
-        errors += worker.errors;
+        unanswered.extend(worker.unanswered);
         for (status, n) in worker.statuses {
             match by_status.iter_mut().find(|(s, _)| *s == status) {
                 Some(entry) => entry.1 += n,
@@ -106,9 +140,11 @@ fn merge(workers: Vec<Worker>, elapsed: Duration) -> anyhow::Result<Outcome> {
         }
     }
     by_status.sort_unstable();
+    unanswered.sort_unstable();
     Ok(Outcome {
         requests: latency_us.len(),
-        errors,
+        errors: unanswered.len() as u64,
+        unanswered,
         by_status,
         elapsed,
         latency_us,
@@ -120,11 +156,12 @@ impl Worker {
         Ok(Self {
             histogram: Histogram::new_with_bounds(1, 60_000_000, 3)?,
             statuses: Vec::new(),
-            errors: 0,
+            unanswered: Vec::new(),
         })
     }
 
-    fn record(&mut self, status: u16, latency: Duration) {
+    fn record(&mut self, status: u16, latency: Duration, answered: &AtomicU64) {
+        answered.fetch_add(1, Ordering::Relaxed);
         self.histogram.saturating_record(latency.as_micros() as u64);
         match self.statuses.iter_mut().find(|(s, _)| *s == status) {
             Some(entry) => entry.1 += 1,
@@ -133,16 +170,24 @@ impl Worker {
     }
 }
 
-async fn connection(load: &Load, stop: &AtomicBool, counter: &AtomicU64) -> anyhow::Result<Worker> {
+async fn connection(
+    load: &Load,
+    stop: &AtomicBool,
+    counter: &AtomicU64,
+    last: u64,
+) -> anyhow::Result<Worker> {
     let mut worker = Worker::new()?;
     let mut sender = connect(load.target).await?;
     while !stop.load(Ordering::Relaxed) {
-        let shot = (load.shot)(counter.fetch_add(1, Ordering::Relaxed));
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        if n >= last {
+            break;
+        }
         let sent = Instant::now();
-        match send(&mut sender, shot).await {
-            Ok(status) => worker.record(status, sent.elapsed()),
+        match send(&mut sender, (load.shot)(n)).await {
+            Ok(status) => worker.record(status, sent.elapsed(), &load.answered),
             Err(_) => {
-                worker.errors += 1;
+                worker.unanswered.push(n);
                 sender = connect(load.target).await.context("reconnect")?;
             }
         }
@@ -176,7 +221,10 @@ async fn paced(load: &Load, rate: f64) -> anyhow::Result<Outcome> {
     let (tickets, queue) = flume::unbounded::<Instant>();
     let start = Instant::now() + Duration::from_millis(20);
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let total = (rate * load.duration.as_secs_f64()) as u64;
+    let total = match load.limit {
+        Limit::Requests(n) => n,
+        Limit::Duration(duration) => (rate * duration.as_secs_f64()) as u64,
+    };
     let pacer = std::thread::spawn(move || {
         // Wake every ~100 µs and release what falls due until the next wake.
         const WINDOW: Duration = Duration::from_micros(100);
@@ -203,14 +251,14 @@ async fn paced(load: &Load, rate: f64) -> anyhow::Result<Outcome> {
             let mut worker = Worker::new()?;
             let mut sender = connect(load.target).await?;
             while let Ok(due) = queue.recv_async().await {
-                let shot = (load.shot)(counter.fetch_add(1, Ordering::Relaxed));
+                let n = counter.fetch_add(1, Ordering::Relaxed);
                 // Late: count from when it was due (the wait is the server's queue).
                 // Early (released within the window): count from when it was sent.
                 let from = due.min(Instant::now());
-                match send(&mut sender, shot).await {
-                    Ok(status) => worker.record(status, from.elapsed()),
+                match send(&mut sender, (load.shot)(n)).await {
+                    Ok(status) => worker.record(status, from.elapsed(), &load.answered),
                     Err(_) => {
-                        worker.errors += 1;
+                        worker.unanswered.push(n);
                         sender = connect(load.target).await.context("reconnect")?;
                     }
                 }

@@ -6,6 +6,7 @@
 mod bench_aggregator;
 mod bench_ingest;
 mod load;
+mod pipeline;
 mod procs;
 mod stack;
 
@@ -29,6 +30,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline under realistic traffic, then verified through the public API.
+    Run {
+        #[command(flatten)]
+        args: Box<pipeline::Args>,
+        #[command(flatten)]
+        stack: Box<stack::StackArgs>,
+    },
     /// ingest's redirect against a bare axum server answering the same 302.
     BenchIngest {
         #[command(flatten)]
@@ -71,17 +79,25 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Run { args, stack } => {
+            let stack = stack::Stack::prepare(&stack, &unique_name("run")).await?;
+            let report = pipeline::run(&args, &stack).await;
+            stack.discard().await?;
+            let report = report?;
+            report.print();
+            write_json(&args.json, &report)?;
+            anyhow::ensure!(
+                report.verification.passed,
+                "verification failed: api does not report what was sent"
+            );
+        }
         Command::BenchIngest { args, stack } => {
             let stack = stack::Stack::prepare(&stack, "bench_ingest").await?;
             let figures = bench_ingest::run(&args, &stack).await?;
             bench_ingest::print(&args, &figures);
         }
         Command::BenchAggregator { args, stack } => {
-            let name = format!(
-                "bench_agg_{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            );
-            let stack = stack::Stack::prepare(&stack, &name).await?;
+            let stack = stack::Stack::prepare(&stack, &unique_name("bench_agg")).await?;
             let figures = bench_aggregator::run(&args, &stack).await;
             stack.discard().await?;
             bench_aggregator::print(&figures?);
@@ -95,6 +111,21 @@ async fn main() -> anyhow::Result<()> {
         } => hit(&url, connections, duration, rate, user_agent).await?,
         Command::BareServer { addr } => bare_server(addr).await?,
     }
+    Ok(())
+}
+
+/// `prefix_` and 8 hex digits: names for a run's schema, database, topics and keys.
+fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Writes `value` as pretty JSON to `path` (folders created) and says where.
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(value)?)?;
+    println!("\nresults written to {}", path.display());
     Ok(())
 }
 
@@ -114,19 +145,14 @@ async fn hit(
         .next()
         .ok_or_else(|| anyhow::anyhow!("{authority} does not resolve"))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let outcome = load::run(&load::Load {
-        target,
-        connections,
-        duration: std::time::Duration::from_secs(duration),
-        rate,
-        shot: std::sync::Arc::new(move |_| load::Shot {
-            method: hyper::Method::GET,
-            path: path.clone(),
-            headers: vec![("user-agent", user_agent.clone())],
-            body: None,
-        }),
-    })
-    .await?;
+    let shot: load::ShotFn = std::sync::Arc::new(move |_| load::Shot {
+        method: hyper::Method::GET,
+        path: path.clone(),
+        headers: vec![("user-agent", user_agent.clone())],
+        body: None,
+    });
+    let limit = load::Limit::Duration(std::time::Duration::from_secs(duration));
+    let outcome = load::run(&load::Load::new(target, connections, limit, shot).paced(rate)).await?;
     println!(
         "{:.0} req/s  p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  statuses {:?}  errors {}",
         outcome.rps(),

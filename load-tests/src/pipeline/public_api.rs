@@ -1,0 +1,155 @@
+//! What the run reads back, through api's public endpoints only: the promoter API (with
+//! each promoter's own token) and the admin affiliate API (with an admin key).
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use anyhow::{Context, ensure};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::model::Expected;
+
+/// A promoter as the promoter API shows it.
+#[derive(Debug, Clone)]
+pub struct Promoter {
+    pub user_id: i64,
+    pub affiliate_id: i64,
+    pub code: String,
+    pub commission_rate: Decimal,
+}
+
+/// What api reports for one affiliate, in the units of [`Expected`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub raw_clicks: u64,
+    pub valid_clicks: u64,
+    pub unique_clicks: u64,
+    pub signups: u64,
+    pub purchases: u64,
+    pub net_sales_cents: i64,
+    pub net_commission_cents: i64,
+    pub total_earned_cents: i64,
+    pub balance_cents: i64,
+}
+
+impl Observed {
+    /// Every figure that differs from `expected`, described.
+    pub fn mismatches(&self, expected: &Expected) -> Vec<String> {
+        let net = expected.earned_cents - expected.reversed_cents;
+        let pairs = [
+            ("raw clicks (performance total_clicks)", self.raw_clicks as i64, expected.raw_clicks as i64),
+            ("valid clicks (promoter linkClicked)", self.valid_clicks as i64, expected.valid_clicks as i64),
+            ("unique clicks (performance unique_clicks)", self.unique_clicks as i64, expected.unique_clicks as i64),
+            ("signups (promoter referrals count)", self.signups as i64, expected.signups as i64),
+            ("purchases (performance conversions)", self.purchases as i64, expected.purchases as i64),
+            ("net sales, cents (performance total_sales)", self.net_sales_cents, expected.net_sales_cents),
+            ("net commission, cents (performance total_commissions)", self.net_commission_cents, net),
+            ("earned, cents (promoter totalEarned)", self.total_earned_cents, net),
+            ("balance, cents (promoter currentBalance)", self.balance_cents, net),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(_, got, want)| got != want)
+            .map(|(what, got, want)| format!("{what}: api {got}, sent {want}"))
+            .collect()
+    }
+}
+
+#[derive(Clone)]
+pub struct PublicApi {
+    http: reqwest::Client,
+    base: String,
+    admin_key: String,
+    tokens: std::sync::Arc<api::auth::Tokens>,
+}
+
+impl PublicApi {
+    pub fn new(addr: SocketAddr, admin_key: String, tokens: api::auth::Tokens) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("http://{addr}"),
+            admin_key,
+            tokens: std::sync::Arc::new(tokens),
+        }
+    }
+
+    async fn get(&self, path: &str, bearer: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.with_context(|| format!("GET {path}: body"))?;
+        ensure!(status.is_success(), "GET {path}: {status} {body}");
+        Ok(body)
+    }
+
+    fn token(&self, user_id: i64) -> String {
+        self.tokens.issue(user_id, 3600)
+    }
+
+    /// The promoter of `user_id`, created on first sight as the promoter API does.
+    pub async fn promoter(&self, user_id: i64) -> anyhow::Result<Promoter> {
+        let me = self.get("/referrals/promoter", &self.token(user_id)).await?;
+        Ok(Promoter {
+            user_id,
+            affiliate_id: me["id"].as_i64().context("promoter id")?,
+            code: me["referralToken"].as_str().context("referralToken")?.to_string(),
+            commission_rate: Decimal::from_str(&me["commissionRate"].to_string())
+                .context("commissionRate")?,
+        })
+    }
+
+    /// The admin performance metrics of `affiliate_id` over `[from, to]` (whole days).
+    pub async fn performance(
+        &self,
+        affiliate_id: i64,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Value> {
+        let path = format!(
+            "/api/v1/affiliate/affiliates/{affiliate_id}/performance/?date_from={from}&date_to={to}"
+        );
+        let answer = self.get(&path, &self.admin_key).await?;
+        Ok(answer["data"]["metrics"].clone())
+    }
+
+    pub async fn observe(
+        &self,
+        promoter: &Promoter,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> anyhow::Result<Observed> {
+        let token = self.token(promoter.user_id);
+        let me = self.get("/referrals/promoter", &token).await?;
+        let referrals = self.get("/referrals/", &token).await?;
+        let metrics = self.performance(promoter.affiliate_id, from, to).await?;
+        let count = |v: &Value| v.as_u64().unwrap_or(u64::MAX);
+        Ok(Observed {
+            raw_clicks: count(&metrics["total_clicks"]),
+            valid_clicks: count(&me["linkClicked"]),
+            unique_clicks: count(&metrics["unique_clicks"]),
+            signups: count(&referrals["count"]),
+            purchases: count(&metrics["conversions"]),
+            net_sales_cents: cents(&metrics["total_sales"])?,
+            net_commission_cents: cents(&metrics["total_commissions"])?,
+            total_earned_cents: cents(&me["totalEarned"])?,
+            balance_cents: cents(&me["currentBalance"])?,
+        })
+    }
+}
+
+/// A money amount as the APIs show it (a JSON number or string), in cents.
+fn cents(v: &Value) -> anyhow::Result<i64> {
+    let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+    let amount = Decimal::from_str(&text).with_context(|| format!("money {v}"))?;
+    ensure!(amount.scale() <= 2, "money with more than two decimals: {v}");
+    (amount * Decimal::ONE_HUNDRED)
+        .try_into()
+        .with_context(|| format!("money {v}"))
+}
