@@ -3,6 +3,7 @@
 // A command-line tool whose output is its result: printing is its job.
 #![allow(clippy::print_stdout)]
 
+mod bench;
 mod bench_aggregator;
 mod bench_ingest;
 mod load;
@@ -11,6 +12,7 @@ mod procs;
 mod stack;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -34,6 +36,9 @@ enum Command {
     Run {
         #[command(flatten)]
         args: Box<pipeline::Args>,
+        /// Where to write the results as JSON.
+        #[arg(long, default_value = "target/loadtest/pipeline.json")]
+        json: PathBuf,
         #[command(flatten)]
         stack: Box<stack::StackArgs>,
     },
@@ -48,6 +53,13 @@ enum Command {
     BenchAggregator {
         #[command(flatten)]
         args: bench_aggregator::Args,
+        #[command(flatten)]
+        stack: Box<stack::StackArgs>,
+    },
+    /// All three: bench-ingest, bench-aggregator and a verified run, in one table.
+    Bench {
+        #[command(flatten)]
+        args: Box<bench::Args>,
         #[command(flatten)]
         stack: Box<stack::StackArgs>,
     },
@@ -79,28 +91,24 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Run { args, stack } => {
-            let stack = stack::Stack::prepare(&stack, &unique_name("run")).await?;
-            let report = pipeline::run(&args, &stack).await;
-            stack.discard().await?;
-            let report = report?;
+        Command::Run { args, json, stack } => {
+            let report = pipeline_command(&args, &stack).await?;
             report.print();
-            write_json(&args.json, &report)?;
-            anyhow::ensure!(
-                report.verification.passed,
-                "verification failed: api does not report what was sent"
-            );
+            write_json(&json, &report)?;
+            ensure_verified(&report)?;
         }
         Command::BenchIngest { args, stack } => {
-            let stack = stack::Stack::prepare(&stack, "bench_ingest").await?;
-            let figures = bench_ingest::run(&args, &stack).await?;
+            let figures = bench_ingest_command(&args, &stack).await?;
             bench_ingest::print(&args, &figures);
         }
         Command::BenchAggregator { args, stack } => {
-            let stack = stack::Stack::prepare(&stack, &unique_name("bench_agg")).await?;
-            let figures = bench_aggregator::run(&args, &stack).await;
-            stack.discard().await?;
-            bench_aggregator::print(&figures?);
+            bench_aggregator::print(&bench_aggregator_command(&args, &stack).await?);
+        }
+        Command::Bench { args, stack } => {
+            let figures = bench::run(&args, &stack).await?;
+            bench::print(&figures);
+            write_json(&args.json, &figures)?;
+            ensure_verified(&figures.pipeline)?;
         }
         Command::Hit {
             url,
@@ -114,9 +122,50 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A verified pipeline run in names of its own, dropped afterwards.
+async fn pipeline_command(
+    args: &pipeline::Args,
+    stack: &stack::StackArgs,
+) -> anyhow::Result<pipeline::Report> {
+    let stack = stack::Stack::prepare(stack, &unique_name("run")).await?;
+    let report = pipeline::run(args, &stack).await;
+    stack.discard().await?;
+    report
+}
+
+/// bench-ingest in its own names, kept between runs (one affiliate).
+async fn bench_ingest_command(
+    args: &bench_ingest::Args,
+    stack: &stack::StackArgs,
+) -> anyhow::Result<bench_ingest::Figures> {
+    bench_ingest::run(args, &stack::Stack::prepare(stack, "bench_ingest").await?).await
+}
+
+/// bench-aggregator in names of its own, dropped afterwards.
+async fn bench_aggregator_command(
+    args: &bench_aggregator::Args,
+    stack: &stack::StackArgs,
+) -> anyhow::Result<bench_aggregator::Figures> {
+    let stack = stack::Stack::prepare(stack, &unique_name("bench_agg")).await?;
+    let figures = bench_aggregator::run(args, &stack).await;
+    stack.discard().await?;
+    figures
+}
+
+fn ensure_verified(report: &pipeline::Report) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        report.verification.passed,
+        "verification failed: api does not report what was sent"
+    );
+    Ok(())
+}
+
 /// `prefix_` and 8 hex digits: names for a run's schema, database, topics and keys.
 fn unique_name(prefix: &str) -> String {
-    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// Writes `value` as pretty JSON to `path` (folders created) and says where.

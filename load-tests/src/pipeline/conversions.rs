@@ -36,7 +36,12 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(ingest: std::net::SocketAddr, key: String, codes: Arc<Vec<String>>, run: String) -> Self {
+    pub fn new(
+        ingest: std::net::SocketAddr,
+        key: String,
+        codes: Arc<Vec<String>>,
+        run: String,
+    ) -> Self {
         Self {
             http: reqwest::Client::new(),
             url: format!("http://{ingest}/v1/conversions"),

@@ -13,7 +13,6 @@ mod probe;
 mod public_api;
 mod report;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -63,9 +62,6 @@ pub struct Args {
     /// Seed of the traffic: the same seed sends the same traffic.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Where to write the results as JSON.
-    #[arg(long, default_value = "target/loadtest/pipeline.json")]
-    pub json: PathBuf,
 }
 
 /// The three services of one run.
@@ -144,7 +140,10 @@ fn shot(model: &Model, codes: &[String], n: u64) -> Shot {
     };
     let mut headers = vec![
         ("user-agent", click.user_agent.to_string()),
-        ("x-forwarded-for", std::net::Ipv4Addr::from(click.ip).to_string()),
+        (
+            "x-forwarded-for",
+            std::net::Ipv4Addr::from(click.ip).to_string(),
+        ),
     ];
     // Prefetches: half HEAD, half a browser's speculative GET.
     let method = if click.kind == ClickKind::Prefetch && n.is_multiple_of(2) {
@@ -180,7 +179,10 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Report> {
         api::auth::Tokens::new(&secrecy::SecretString::from(jwt_key), 0),
     );
 
-    eprintln!("creating {} promoters through the promoter API", args.affiliates + 1);
+    eprintln!(
+        "creating {} promoters through the promoter API",
+        args.affiliates + 1
+    );
     let promoters: Vec<Promoter> = futures::stream::iter(1..=args.affiliates as i64 + 1)
         .map(|user| api.promoter(user))
         .buffered(8)
@@ -243,7 +245,10 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Report> {
     );
     let delivered = journeys.await??;
 
-    eprintln!("waiting for api to show everything that was sent (up to {} s)", args.settle);
+    eprintln!(
+        "waiting for api to show everything that was sent (up to {} s)",
+        args.settle
+    );
     let mut unanswered = outcome.unanswered.iter().copied().peekable();
     let answered = (0..outcome.requests + outcome.errors).filter(move |n| {
         if unanswered.peek() == Some(n) {
@@ -257,8 +262,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Report> {
     let expected = model::expected(&model, answered, &delivered, &rates);
     stop_probe.store(true, Ordering::Relaxed);
     let probe = probe.await??;
-    let mut checks: Vec<(Promoter, Expected)> =
-        promoters.iter().cloned().zip(expected).collect();
+    let mut checks: Vec<(Promoter, Expected)> = promoters.iter().cloned().zip(expected).collect();
     let probes = probe.delays.len() as u64;
     checks.push((
         probe.promoter.clone(),
@@ -286,11 +290,16 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Report> {
 async fn wait_for_directory(ingest: &Process, codes: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = http_get(ingest.addr, "/metrics").map(|(_, b)| b).unwrap_or_default();
+        let text = http_get(ingest.addr, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
         if metric(&text, "ingest_directory_codes") >= codes as f64 {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "ingest did not learn the {codes} codes within 60 s");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ingest did not learn the {codes} codes within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -350,7 +359,11 @@ fn progress_bar(args: &Args, load: &Load, reporter: &Reporter) -> ProgressBar {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let (bar2, answered, counters) = (bar.clone(), load.answered.clone(), reporter.counters.clone());
+    let (bar2, answered, counters) = (
+        bar.clone(),
+        load.answered.clone(),
+        reporter.counters.clone(),
+    );
     tokio::spawn(async move {
         while !bar2.is_finished() {
             bar2.set_position(answered.load(Ordering::Relaxed));

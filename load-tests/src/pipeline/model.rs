@@ -154,7 +154,10 @@ impl Model {
                         kind: ClickKind::Repeat,
                         ..earlier
                     },
-                    _ => visitor(ClickKind::New, BROWSERS[rng.random_range(0..BROWSERS.len())]),
+                    _ => visitor(
+                        ClickKind::New,
+                        BROWSERS[rng.random_range(0..BROWSERS.len())],
+                    ),
                 }
             }
             _ => visitor(kind, BROWSERS[rng.random_range(0..BROWSERS.len())]),
@@ -175,13 +178,8 @@ impl Model {
         let purchase_cents =
             (rng.random::<f64>() < m.purchase_share).then(|| rng.random_range(500..=50_000));
         let refund_cents = purchase_cents.and_then(|p| {
-            (rng.random::<f64>() < m.refund_share).then(|| {
-                if rng.random_bool(0.5) {
-                    p
-                } else {
-                    p / 2
-                }
-            })
+            (rng.random::<f64>() < m.refund_share)
+                .then(|| if rng.random_bool(0.5) { p } else { p / 2 })
         });
         Some(Journey {
             number: n,
@@ -355,7 +353,11 @@ mod tests {
         let e = expected(
             &m,
             std::iter::empty(),
-            &[journey(1_005, None), journey(2_000, Some(2_000)), journey(999, Some(499))],
+            &[
+                journey(1_005, None),
+                journey(2_000, Some(2_000)),
+                journey(999, Some(499)),
+            ],
             &[rate; 200],
         )[3];
         // 125.625 → 126 (half-even of .625 is up); 250; 124.875 → 125, refund 62.375 → 62.

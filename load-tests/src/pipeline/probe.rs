@@ -44,14 +44,19 @@ pub async fn run(
         // A new visitor every time (11.0.0.k), so every probe is a valid click.
         let status = http
             .get(format!("http://{ingest}/?ref={}", promoter.code))
-            .header("x-forwarded-for", std::net::Ipv4Addr::from(0x0B00_0000 + k).to_string())
+            .header(
+                "x-forwarded-for",
+                std::net::Ipv4Addr::from(0x0B00_0000 + k).to_string(),
+            )
             .header("user-agent", BROWSER)
             .send()
             .await?
             .status();
         ensure!(status.is_redirection(), "probe click answered {status}");
         loop {
-            let metrics = api.performance(promoter.affiliate_id, from, today()).await?;
+            let metrics = api
+                .performance(promoter.affiliate_id, from, today())
+                .await?;
             if metrics["total_clicks"].as_u64().unwrap_or(0) >= u64::from(k) {
                 break;
             }

@@ -39,15 +39,51 @@ impl Observed {
     pub fn mismatches(&self, expected: &Expected) -> Vec<String> {
         let net = expected.earned_cents - expected.reversed_cents;
         let pairs = [
-            ("raw clicks (performance total_clicks)", self.raw_clicks as i64, expected.raw_clicks as i64),
-            ("valid clicks (promoter linkClicked)", self.valid_clicks as i64, expected.valid_clicks as i64),
-            ("unique clicks (performance unique_clicks)", self.unique_clicks as i64, expected.unique_clicks as i64),
-            ("signups (promoter referrals count)", self.signups as i64, expected.signups as i64),
-            ("purchases (performance conversions)", self.purchases as i64, expected.purchases as i64),
-            ("net sales, cents (performance total_sales)", self.net_sales_cents, expected.net_sales_cents),
-            ("net commission, cents (performance total_commissions)", self.net_commission_cents, net),
-            ("earned, cents (promoter totalEarned)", self.total_earned_cents, net),
-            ("balance, cents (promoter currentBalance)", self.balance_cents, net),
+            (
+                "raw clicks (performance total_clicks)",
+                self.raw_clicks as i64,
+                expected.raw_clicks as i64,
+            ),
+            (
+                "valid clicks (promoter linkClicked)",
+                self.valid_clicks as i64,
+                expected.valid_clicks as i64,
+            ),
+            (
+                "unique clicks (performance unique_clicks)",
+                self.unique_clicks as i64,
+                expected.unique_clicks as i64,
+            ),
+            (
+                "signups (promoter referrals count)",
+                self.signups as i64,
+                expected.signups as i64,
+            ),
+            (
+                "purchases (performance conversions)",
+                self.purchases as i64,
+                expected.purchases as i64,
+            ),
+            (
+                "net sales, cents (performance total_sales)",
+                self.net_sales_cents,
+                expected.net_sales_cents,
+            ),
+            (
+                "net commission, cents (performance total_commissions)",
+                self.net_commission_cents,
+                net,
+            ),
+            (
+                "earned, cents (promoter totalEarned)",
+                self.total_earned_cents,
+                net,
+            ),
+            (
+                "balance, cents (promoter currentBalance)",
+                self.balance_cents,
+                net,
+            ),
         ];
         pairs
             .into_iter()
@@ -84,7 +120,10 @@ impl PublicApi {
             .await
             .with_context(|| format!("GET {path}"))?;
         let status = response.status();
-        let body: Value = response.json().await.with_context(|| format!("GET {path}: body"))?;
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("GET {path}: body"))?;
         ensure!(status.is_success(), "GET {path}: {status} {body}");
         Ok(body)
     }
@@ -95,11 +134,16 @@ impl PublicApi {
 
     /// The promoter of `user_id`, created on first sight as the promoter API does.
     pub async fn promoter(&self, user_id: i64) -> anyhow::Result<Promoter> {
-        let me = self.get("/referrals/promoter", &self.token(user_id)).await?;
+        let me = self
+            .get("/referrals/promoter", &self.token(user_id))
+            .await?;
         Ok(Promoter {
             user_id,
             affiliate_id: me["id"].as_i64().context("promoter id")?,
-            code: me["referralToken"].as_str().context("referralToken")?.to_string(),
+            code: me["referralToken"]
+                .as_str()
+                .context("referralToken")?
+                .to_string(),
             commission_rate: Decimal::from_str(&me["commissionRate"].to_string())
                 .context("commissionRate")?,
         })
@@ -148,8 +192,64 @@ impl PublicApi {
 fn cents(v: &Value) -> anyhow::Result<i64> {
     let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
     let amount = Decimal::from_str(&text).with_context(|| format!("money {v}"))?;
-    ensure!(amount.scale() <= 2, "money with more than two decimals: {v}");
+    ensure!(
+        amount.scale() <= 2,
+        "money with more than two decimals: {v}"
+    );
     (amount * Decimal::ONE_HUNDRED)
         .try_into()
         .with_context(|| format!("money {v}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn observed_as(expected: &Expected) -> Observed {
+        let net = expected.earned_cents - expected.reversed_cents;
+        Observed {
+            raw_clicks: expected.raw_clicks,
+            valid_clicks: expected.valid_clicks,
+            unique_clicks: expected.unique_clicks,
+            signups: expected.signups,
+            purchases: expected.purchases,
+            net_sales_cents: expected.net_sales_cents,
+            net_commission_cents: net,
+            total_earned_cents: net,
+            balance_cents: net,
+        }
+    }
+
+    #[test]
+    fn each_figure_that_differs_is_one_mismatch() {
+        let expected = Expected {
+            raw_clicks: 120,
+            valid_clicks: 100,
+            unique_clicks: 90,
+            signups: 4,
+            purchases: 2,
+            net_sales_cents: 15_000,
+            earned_cents: 1_500,
+            reversed_cents: 250,
+        };
+        assert!(observed_as(&expected).mismatches(&expected).is_empty());
+
+        let mut counted_twice = observed_as(&expected);
+        counted_twice.signups += 1;
+        counted_twice.balance_cents += 125;
+        assert_eq!(
+            counted_twice.mismatches(&expected),
+            [
+                "signups (promoter referrals count): api 5, sent 4",
+                "balance, cents (promoter currentBalance): api 1375, sent 1250",
+            ]
+        );
+    }
+
+    #[test]
+    fn money_is_read_in_cents_from_numbers_and_strings() {
+        assert_eq!(cents(&serde_json::json!("12.34")).unwrap(), 1234);
+        assert_eq!(cents(&serde_json::json!(7.5)).unwrap(), 750);
+        assert!(cents(&serde_json::json!("0.001")).is_err());
+    }
 }

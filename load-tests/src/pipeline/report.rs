@@ -121,17 +121,28 @@ impl Report {
         let c = &self.clicks;
         let pace = self
             .rate_asked
-            .map_or("as fast as answered".to_string(), |r| format!("{r:.0}/s open loop"));
+            .map_or("as fast as answered".to_string(), |r| {
+                format!("{r:.0}/s open loop")
+            });
         println!();
         println!(
             "full pipeline run — {} connections, {pace}, {} promoters (Zipf), seed {}",
             self.connections, self.affiliates, self.seed
         );
-        let statuses: Vec<String> = c.by_status.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+        let statuses: Vec<String> = c
+            .by_status
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect();
         row("clicks sent", format!("{}", c.sent));
         row(
             "clicks answered",
-            format!("{} ({}); unanswered {}", c.answered, statuses.join(", "), c.unanswered),
+            format!(
+                "{} ({}); unanswered {}",
+                c.answered,
+                statuses.join(", "),
+                c.unanswered
+            ),
         );
         row(
             "throughput",
@@ -140,7 +151,10 @@ impl Report {
         let l = &c.latency_ms;
         row(
             "redirect latency (ms)",
-            format!("p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}", l.p50, l.p90, l.p99, l.max),
+            format!(
+                "p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
+                l.p50, l.p90, l.p99, l.max
+            ),
         );
         let v = &self.conversions;
         row(

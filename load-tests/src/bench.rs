@@ -1,0 +1,133 @@
+//! `loadtest bench`: the three measurements in one run, on one machine, each against
+//! its baseline measured in the same run, printed as one table of figures and ratios.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::stack::StackArgs;
+use crate::{bench_aggregator, bench_ingest, pipeline};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Seconds of each measured ingest and bare-axum run.
+    #[arg(long, default_value_t = 10)]
+    pub ingest_seconds: u64,
+    /// Interleaved peak runs per server in the ingest benchmark.
+    #[arg(long, default_value_t = 3)]
+    pub ingest_rounds: usize,
+    /// Click events the aggregator drains (and ClickHouse takes as a plain insert).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub drain_events: usize,
+    /// The full-pipeline run (`loadtest run` options).
+    #[command(flatten)]
+    pub pipeline: pipeline::Args,
+    /// Where to write all figures as JSON.
+    #[arg(long, default_value = "target/loadtest/bench.json")]
+    pub json: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub ingest: bench_ingest::Figures,
+    pub aggregator: bench_aggregator::Figures,
+    pub pipeline: pipeline::Report,
+}
+
+pub async fn run(args: &Args, stack: &StackArgs) -> anyhow::Result<Figures> {
+    let ingest_args = bench_ingest::Args {
+        duration: args.ingest_seconds,
+        rounds: args.ingest_rounds,
+        ..defaults()
+    };
+    eprintln!("1/3 ingest redirect benchmark");
+    let ingest = crate::bench_ingest_command(&ingest_args, stack).await?;
+    bench_ingest::print(&ingest_args, &ingest);
+
+    eprintln!("\n2/3 aggregator drain benchmark");
+    let aggregator_args = bench_aggregator::Args {
+        events: args.drain_events,
+        ..defaults()
+    };
+    let aggregator = crate::bench_aggregator_command(&aggregator_args, stack).await?;
+    bench_aggregator::print(&aggregator);
+
+    eprintln!("\n3/3 full-pipeline run with verification");
+    let pipeline = crate::pipeline_command(&args.pipeline, stack).await?;
+    pipeline.print();
+    Ok(Figures {
+        ingest,
+        aggregator,
+        pipeline,
+    })
+}
+
+/// A command's options as its defaults set them.
+fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults"));
+    T::from_arg_matches(&command.get_matches_from(["defaults"]))
+        .expect("every option has a default")
+}
+
+pub fn print(f: &Figures) {
+    let (i, a, p) = (&f.ingest, &f.aggregator, &f.pipeline);
+    println!("\nreftrack bench — one run, one machine");
+    println!(
+        "  {:<36} {:>14} {:>30} {:>7}",
+        "measure", "reftrack", "baseline (same run)", "ratio"
+    );
+    let line = |measure: &str, ours: String, baseline: String, ratio: String| {
+        println!("  {measure:<36} {ours:>14} {baseline:>30} {ratio:>7}");
+    };
+    line(
+        "redirects/s at peak",
+        format!("{:.0}", i.ingest_rps),
+        format!("bare axum 302: {:.0}", i.bare_rps),
+        format!("{:.2}", i.ratio),
+    );
+    line(
+        "redirect p99 at half rate, ms",
+        format!("{:.3}", i.ingest_half_p99_ms),
+        format!("bare axum 302: {:.3}", i.bare_half_p99_ms),
+        format!("{:.2}", i.ingest_half_p99_ms / i.bare_half_p99_ms),
+    );
+    line(
+        "CPU per redirect, µs",
+        format!("{:.1}", i.ingest_cpu_us),
+        format!("bare axum 302: {:.1}", i.bare_cpu_us),
+        format!("{:.2}", i.ingest_cpu_us / i.bare_cpu_us),
+    );
+    line(
+        "clicks drained into the stores/s",
+        format!("{:.0}", a.aggregator_events_per_sec),
+        format!("plain CH insert: {:.0}", a.plain_insert_rows_per_sec),
+        format!("{:.2}", a.ratio),
+    );
+    line(
+        "pipeline clicks/s (asked for)",
+        format!("{:.0}", p.clicks.per_sec),
+        p.rate_asked
+            .map_or("as fast as answered".into(), |r| format!("{r:.0}")),
+        p.rate_asked
+            .map_or(String::new(), |r| format!("{:.2}", p.clicks.per_sec / r)),
+    );
+    line(
+        "pipeline click to stats p50/p95, ms",
+        format!("{:.0}/{:.0}", p.freshness_ms.p50, p.freshness_ms.p95),
+        String::new(),
+        String::new(),
+    );
+    line(
+        "pipeline verification",
+        if p.verification.passed {
+            "PASSED".into()
+        } else {
+            "FAILED".into()
+        },
+        format!(
+            "{} clicks, {} promoters",
+            p.clicks.answered, p.verification.affiliates
+        ),
+        String::new(),
+    );
+}
