@@ -17,10 +17,15 @@ pub enum LogFormat {
     Json,
 }
 
-/// Starts logging once per process; `RUST_LOG` filters (default `info`).
+/// Starts logging to stderr (stdout stays for a command's output, such as a created key),
+/// once per process; `RUST_LOG` filters (default `info`, without Postgres' notices of
+/// idempotent DDL such as "relation already exists, skipping").
 pub fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second initialisation (tests start several services in one process) is a no-op.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
