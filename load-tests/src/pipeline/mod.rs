@@ -354,7 +354,7 @@ fn progress_bar(args: &Args, load: &Load, reporter: &Reporter) -> ProgressBar {
     let bar = ProgressBar::new(length);
     bar.set_style(
         ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:32}] {human_pos}/{human_len} clicks, {per_sec} · {msg}",
+            "{elapsed_precise} [{bar:32}] {human_pos}/{human_len} clicks · {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
@@ -366,9 +366,11 @@ fn progress_bar(args: &Args, load: &Load, reporter: &Reporter) -> ProgressBar {
     );
     tokio::spawn(async move {
         while !bar2.is_finished() {
-            bar2.set_position(answered.load(Ordering::Relaxed));
+            let clicks = answered.load(Ordering::Relaxed);
+            bar2.set_position(clicks);
             bar2.set_message(format!(
-                "{} conversions accepted, {} retried",
+                "{:.0}/s · {} conversions accepted, {} retried",
+                clicks as f64 / bar2.elapsed().as_secs_f64().max(0.001),
                 counters.accepted.load(Ordering::Relaxed),
                 counters.retried.load(Ordering::Relaxed)
             ));
