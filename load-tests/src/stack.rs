@@ -81,10 +81,14 @@ impl Stack {
         Ok(id)
     }
 
-    /// Drops this run's Postgres schema and ClickHouse databases (`name`, and `name_plain`
-    /// that bench-aggregator compares against),
-    /// for runs whose names are used once.
+    /// Drops this run's Postgres schema, ClickHouse databases (`name`, and `name_plain`
+    /// that bench-aggregator compares against) and Redis keys, for runs whose names are
+    /// used once. (Left behind, a million-click run's verdict keys would make the next
+    /// run's Redis slower, and its snapshots longer.)
     pub async fn discard(self) -> anyhow::Result<()> {
+        self.unlink_redis_keys()
+            .await
+            .context("drop the run's Redis keys")?;
         sqlx::query(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
             .execute(&self.pool)
             .await
@@ -100,5 +104,31 @@ impl Stack {
                 .with_context(|| format!("drop ClickHouse database {database}"))?;
         }
         Ok(())
+    }
+
+    async fn unlink_redis_keys(&self) -> anyhow::Result<()> {
+        let mut redis = reftrack_store::redis::connect(&self.args.redis).await?;
+        let pattern = format!("{}*", self.args.redis.key_prefix);
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut redis)
+                .await?;
+            if !keys.is_empty() {
+                let _: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut redis)
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 }
