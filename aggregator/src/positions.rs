@@ -11,17 +11,18 @@ use std::collections::HashMap;
 use clickhouse::Client;
 use sqlx::{PgPool, Postgres, Transaction};
 
-/// Which sinks still need a message.
+use crate::consume::Record;
+
+/// One of the two sinks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Needs {
-    pub postgres: bool,
-    pub clickhouse: bool,
+pub enum Sink {
+    Postgres,
+    ClickHouse,
 }
 
-impl Needs {
-    pub fn any(self) -> bool {
-        self.postgres || self.clickhouse
-    }
+/// What was made of one Kafka message.
+pub trait FromMessage {
+    fn record(&self) -> &Record;
 }
 
 /// Cached positions of both sinks for one topic.
@@ -70,11 +71,19 @@ impl Positions {
             .min(self.clickhouse_next(partition))
     }
 
-    pub fn needs(&self, partition: i32, offset: i64) -> Needs {
-        Needs {
-            postgres: offset >= self.postgres_next(partition),
-            clickhouse: offset >= self.clickhouse_next(partition),
-        }
+    /// The items of `batch` that `sink` has not applied yet, in order.
+    pub fn missing_from<'a, T: FromMessage>(&self, sink: Sink, batch: &'a [T]) -> Vec<&'a T> {
+        batch
+            .iter()
+            .filter(|item| {
+                let record = item.record();
+                let next = match sink {
+                    Sink::Postgres => self.postgres_next(record.partition),
+                    Sink::ClickHouse => self.clickhouse_next(record.partition),
+                };
+                record.offset >= next
+            })
+            .collect()
     }
 
     pub fn set_postgres(&mut self, partition: i32, next: i64) {

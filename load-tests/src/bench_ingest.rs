@@ -8,10 +8,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::load::{self, Limit, Load, Outcome, Shot};
-use crate::procs::{
-    Process, cpu_time, free_addr, http_get, metric, pid_listening_on, sibling_binary,
-};
+use crate::procs::{Process, cpu_time, free_addr, http_get, pid_listening_on, sibling_binary};
 use crate::stack::Stack;
+use reftrack_testkit::metric;
 
 pub const LANDING: &str = "https://product.example/welcome";
 pub const BENCH_CODE: &str = "BENCH";
@@ -149,7 +148,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
     let non_302 = [&bare_peak, &ingest_peak, &bare_half, &ingest_half]
         .iter()
         .map(|o| {
-            o.errors
+            o.errors()
                 + o.by_status
                     .iter()
                     .filter(|(s, _)| *s != 302)

@@ -68,8 +68,8 @@ impl Load {
 }
 
 pub struct Outcome {
+    /// Requests answered.
     pub requests: u64,
-    pub errors: u64,
     /// Numbers of the requests that got no answer (connection errors).
     pub unanswered: Vec<u64>,
     pub by_status: Vec<(u16, u64)>,
@@ -78,6 +78,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Requests that got no answer.
+    pub fn errors(&self) -> u64 {
+        self.unanswered.len() as u64
+    }
+
+    /// Requests sent, answered or not.
+    pub fn sent(&self) -> u64 {
+        self.requests + self.errors()
+    }
+
     pub fn rps(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
@@ -143,7 +153,6 @@ fn merge(workers: Vec<Worker>, elapsed: Duration) -> anyhow::Result<Outcome> {
     unanswered.sort_unstable();
     Ok(Outcome {
         requests: latency_us.len(),
-        errors: unanswered.len() as u64,
         unanswered,
         by_status,
         elapsed,

@@ -210,7 +210,7 @@ async fn hit(
         outcome.quantile_ms(0.99),
         outcome.latency_us.max() as f64 / 1000.0,
         outcome.by_status,
-        outcome.errors
+        outcome.errors()
     );
     Ok(())
 }

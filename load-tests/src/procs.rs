@@ -173,13 +173,3 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 fn http_ok(addr: SocketAddr, path: &str) -> bool {
     matches!(http_get(addr, path), Some((200, _)))
 }
-
-/// Sum of a metric's samples in a Prometheus text exposition.
-pub fn metric(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}

@@ -20,14 +20,7 @@ pub async fn assert_ops_endpoints(server: &Served, dependencies: &[&str]) {
         assert_eq!(body["checks"][dependency], "ok", "{dependency}: {body}");
     }
 
-    let metrics = http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(r#"route="/readyz""#),
         "requests are counted by matched route: {metrics}"

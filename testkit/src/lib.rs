@@ -15,6 +15,16 @@ mod stack;
 pub use served::{Served, serve};
 pub use stack::TestStack;
 
+/// Sum of a metric's samples (all label sets) in a Prometheus text exposition.
+pub fn metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Starts test logging once; output only when `TEST_LOG` is set.
 pub fn init_logging() {
     use std::sync::Once;

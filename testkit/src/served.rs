@@ -19,6 +19,17 @@ impl Served {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The service's `/metrics` exposition.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the /metrics text")
+    }
+
     /// Shuts the service down gracefully and waits for it to finish.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {

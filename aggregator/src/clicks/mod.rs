@@ -17,7 +17,7 @@ use crate::consume::Record;
 use crate::metrics as m;
 use crate::parked;
 use crate::pipeline::{ApplyError, BatchSink};
-use crate::positions::{self, Positions};
+use crate::positions::{self, FromMessage, Positions, Sink};
 use verdicts::{Candidate, Verdicts};
 
 /// ClickHouse's verdict for a message that could not be decoded (it is parked in Postgres).
@@ -37,6 +37,12 @@ pub struct PreparedClick {
     record: Record,
     event: Option<ClickEvent<'static>>,
     verdict: ClickVerdict,
+}
+
+impl FromMessage for PreparedClick {
+    fn record(&self) -> &Record {
+        &self.record
+    }
 }
 
 impl BatchSink for ClickSink {
@@ -137,14 +143,7 @@ impl ClickSink {
         clicks: &[PreparedClick],
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        let needed: Vec<&PreparedClick> = clicks
-            .iter()
-            .filter(|c| {
-                positions
-                    .needs(c.record.partition, c.record.offset)
-                    .postgres
-            })
-            .collect();
+        let needed = positions.missing_from(Sink::Postgres, clicks);
         let moves = positions::moves(needed.iter().map(|c| &c.record), |p| {
             positions.postgres_next(p)
         });
@@ -193,14 +192,7 @@ impl ClickSink {
         clicks: &[PreparedClick],
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        let rows: Vec<&PreparedClick> = clicks
-            .iter()
-            .filter(|c| {
-                positions
-                    .needs(c.record.partition, c.record.offset)
-                    .clickhouse
-            })
-            .collect();
+        let rows = positions.missing_from(Sink::ClickHouse, clicks);
         if rows.is_empty() {
             return Ok(());
         }

@@ -19,7 +19,7 @@ use crate::consume::Record;
 use crate::metrics as m;
 use crate::parked::{self, Parked};
 use crate::pipeline::{ApplyError, BatchSink};
-use crate::positions::{self, Positions};
+use crate::positions::{self, FromMessage, Positions, Sink};
 use ledger::Position;
 
 pub struct ConversionSink {
@@ -32,6 +32,12 @@ pub struct ConversionSink {
 pub struct PreparedConversion {
     record: Record,
     event: Option<ConversionEvent>,
+}
+
+impl FromMessage for PreparedConversion {
+    fn record(&self) -> &Record {
+        &self.record
+    }
 }
 
 impl BatchSink for ConversionSink {
@@ -74,14 +80,7 @@ impl ConversionSink {
         batch: &[PreparedConversion],
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        let needed: Vec<&PreparedConversion> = batch
-            .iter()
-            .filter(|c| {
-                positions
-                    .needs(c.record.partition, c.record.offset)
-                    .postgres
-            })
-            .collect();
+        let needed = positions.missing_from(Sink::Postgres, batch);
         let moves = positions::moves(needed.iter().map(|c| &c.record), |p| {
             positions.postgres_next(p)
         });
@@ -157,14 +156,7 @@ impl ConversionSink {
         batch: &[PreparedConversion],
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        let needed: Vec<&PreparedConversion> = batch
-            .iter()
-            .filter(|c| {
-                positions
-                    .needs(c.record.partition, c.record.offset)
-                    .clickhouse
-            })
-            .collect();
+        let needed = positions.missing_from(Sink::ClickHouse, batch);
         if needed.is_empty() {
             return Ok(());
         }

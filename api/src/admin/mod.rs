@@ -26,9 +26,10 @@ use crate::input::json_object;
 use crate::state::AppState;
 use db::AffiliateRow;
 use views::{
-    AddressView, AffiliateList, Approved, Created, Deleted, Detail, DetailMetrics, ListItem,
-    ListMetrics, Pagination, PaymentMethodView, Performance, PerformanceEnvelope, Period,
-    PeriodMetrics, Rejected, StatusView, Trending, Updated, timestamp,
+    AddressView, AffiliateAnswer, AffiliateList, ApprovalRecord, Approved, Created, Deleted,
+    Detail, DetailMetrics, ListItem, ListMetrics, NothingMore, Pagination, PaymentMethodView,
+    Performance, PerformanceEnvelope, Period, PeriodMetrics, Rejected, RejectionRecord, StatusView,
+    Trending, Updated, timestamp,
 };
 
 pub const BASE: &str = "/api/v1/affiliate";
@@ -239,17 +240,7 @@ pub async fn create(
     check_place(&state, new.address.as_ref()).await?;
     let id = db::create(&state.pool, &new, NEW_AFFILIATE_RATE).await?;
     let row = db::find(&state.pool, id).await?;
-    let created = Created {
-        id: row.id,
-        name: row.name,
-        email: row.email,
-        status: StatusView::of(&row.status),
-        tier: row.tier,
-        commission_rate: row.commission_rate,
-        join_date: timestamp(row.created_at),
-        active: row.active,
-        affiliate_code: row.referral_code,
-    };
+    let created = answer(row, NothingMore {});
     Ok((
         StatusCode::CREATED,
         Json(Envelope::new(created, "Affiliate created successfully")),
@@ -328,6 +319,22 @@ async fn lifetime_metrics(state: &AppState, id: i64) -> Result<DetailMetrics, Ap
     })
 }
 
+/// The affiliate in `row`, with what an action `recorded`.
+fn answer<R>(row: AffiliateRow, recorded: R) -> AffiliateAnswer<R> {
+    AffiliateAnswer {
+        id: row.id,
+        name: row.name,
+        email: row.email,
+        status: StatusView::of(&row.status),
+        tier: row.tier,
+        commission_rate: row.commission_rate,
+        join_date: timestamp(row.created_at),
+        recorded,
+        active: row.active,
+        affiliate_code: row.referral_code,
+    }
+}
+
 fn updated(row: AffiliateRow) -> Updated {
     Updated {
         id: row.id,
@@ -386,21 +393,13 @@ pub async fn approve(
         &admin.email,
     )
     .await?;
-    let row = db::find(&state.pool, id).await?;
-    let approved = Approved {
-        id: row.id,
-        name: row.name,
-        email: row.email,
-        status: StatusView::of(&row.status),
-        tier: row.tier,
-        commission_rate: row.commission_rate,
-        join_date: timestamp(row.created_at),
+    let mut row = db::find(&state.pool, id).await?;
+    let approval = ApprovalRecord {
         approved_date: row.approved_at.map(timestamp),
-        approved_by: row.approved_by,
-        approval_note: row.approval_note,
-        active: row.active,
-        affiliate_code: row.referral_code,
+        approved_by: row.approved_by.take(),
+        approval_note: row.approval_note.take(),
     };
+    let approved = answer(row, approval);
     ok(approved, "Affiliate approved successfully")
 }
 
@@ -421,21 +420,13 @@ pub async fn reject(
         validate::rejection(&json_object(&body)?).map_err(ApiError::Invalid)?
     };
     db::reject(&state.pool, id, reason.as_deref(), &admin.email).await?;
-    let row = db::find(&state.pool, id).await?;
-    let rejected = Rejected {
-        id: row.id,
-        name: row.name,
-        email: row.email,
-        status: StatusView::of(&row.status),
-        tier: row.tier,
-        commission_rate: row.commission_rate,
-        join_date: timestamp(row.created_at),
+    let mut row = db::find(&state.pool, id).await?;
+    let rejection = RejectionRecord {
         rejected_date: row.rejected_at.map(timestamp),
-        rejected_by: row.rejected_by,
-        rejection_reason: row.rejection_reason,
-        active: row.active,
-        affiliate_code: row.referral_code,
+        rejected_by: row.rejected_by.take(),
+        rejection_reason: row.rejection_reason.take(),
     };
+    let rejected = answer(row, rejection);
     ok(rejected, "Affiliate rejected successfully")
 }
 

@@ -92,9 +92,10 @@ pub struct AffiliateList {
     pub pagination: Pagination,
 }
 
-/// The answer to a create.
+/// The answer to a create, an approval or a rejection: the affiliate, with what the
+/// action recorded (`R`) in its place among the fields, as seed 004 orders them.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Created {
+pub struct AffiliateAnswer<R> {
     pub id: i64,
     pub name: Option<String>,
     pub email: Option<String>,
@@ -104,9 +105,33 @@ pub struct Created {
     #[schema(value_type = f64)]
     pub commission_rate: Decimal,
     pub join_date: String,
+    #[serde(flatten)]
+    pub recorded: R,
     pub active: bool,
     pub affiliate_code: String,
 }
+
+/// A create records nothing beyond the affiliate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NothingMore {}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApprovalRecord {
+    pub approved_date: Option<String>,
+    pub approved_by: Option<String>,
+    pub approval_note: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RejectionRecord {
+    pub rejected_date: Option<String>,
+    pub rejected_by: Option<String>,
+    pub rejection_reason: Option<String>,
+}
+
+pub type Created = AffiliateAnswer<NothingMore>;
+pub type Approved = AffiliateAnswer<ApprovalRecord>;
+pub type Rejected = AffiliateAnswer<RejectionRecord>;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AddressView {
@@ -186,42 +211,6 @@ pub struct Updated {
     pub commission_rate: Decimal,
     pub join_date: String,
     pub updated_date: String,
-    pub active: bool,
-    pub affiliate_code: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Approved {
-    pub id: i64,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub status: StatusView,
-    pub tier: i16,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub commission_rate: Decimal,
-    pub join_date: String,
-    pub approved_date: Option<String>,
-    pub approved_by: Option<String>,
-    pub approval_note: Option<String>,
-    pub active: bool,
-    pub affiliate_code: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Rejected {
-    pub id: i64,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    pub status: StatusView,
-    pub tier: i16,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub commission_rate: Decimal,
-    pub join_date: String,
-    pub rejected_date: Option<String>,
-    pub rejected_by: Option<String>,
-    pub rejection_reason: Option<String>,
     pub active: bool,
     pub affiliate_code: String,
 }

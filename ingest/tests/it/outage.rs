@@ -7,8 +7,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use reftrack_events::ClickEvent;
 use reftrack_store::api_keys::Scope;
-use reftrack_testkit::TestStack;
 use reftrack_testkit::kafka::{PrivateBroker, read_topic};
+use reftrack_testkit::{TestStack, metric};
 use serde_json::{Value, json};
 
 use crate::{FIREFOX, affiliate, config, http, spawn};
@@ -133,14 +133,7 @@ async fn ten_thousand_clicks_during_an_outage_all_arrive_once() {
         0,
         "the spill was replayed and emptied"
     );
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metric(&metrics, "ingest_events_replayed_total") > 0.0,
         "{metrics}"
@@ -160,13 +153,4 @@ fn spilled_bytes(dir: &std::path::Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
-}
-
-/// Sum of a metric's samples in a Prometheus text exposition.
-pub fn metric(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

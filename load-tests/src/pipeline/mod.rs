@@ -24,11 +24,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reftrack_store::api_keys::{self, Scope};
 
 use crate::load::{self, Limit, Load, Shot};
-use crate::procs::{Process, free_addr, http_get, metric, sibling_binary};
+use crate::procs::{Process, free_addr, http_get, sibling_binary};
 use crate::stack::Stack;
 use conversions::Reporter;
 use model::{ClickKind, Expected, Journey, Mix, Model};
 use public_api::{Promoter, PublicApi};
+use reftrack_testkit::metric;
 pub use report::Report;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -236,7 +237,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Report> {
     let started = Instant::now();
     let outcome = load::run(&load).await?;
     let sending = started.elapsed();
-    issued.store(outcome.requests + outcome.errors, Ordering::Relaxed);
+    issued.store(outcome.sent(), Ordering::Relaxed);
     progress.finish_and_clear();
     eprintln!(
         "{} clicks answered in {:.1} s; finishing the conversions",
@@ -250,7 +251,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Report> {
         args.settle
     );
     let mut unanswered = outcome.unanswered.iter().copied().peekable();
-    let answered = (0..outcome.requests + outcome.errors).filter(move |n| {
+    let answered = (0..outcome.sent()).filter(move |n| {
         if unanswered.peek() == Some(n) {
             unanswered.next();
             false

@@ -88,9 +88,9 @@ impl Report {
             seed: args.seed,
             mix: args.mix,
             clicks: Clicks {
-                sent: outcome.requests + outcome.errors,
+                sent: outcome.sent(),
                 answered: outcome.requests,
-                unanswered: outcome.errors,
+                unanswered: outcome.errors(),
                 by_status: outcome.by_status.clone(),
                 seconds: sending.as_secs_f64(),
                 per_sec: outcome.requests as f64 / sending.as_secs_f64(),
