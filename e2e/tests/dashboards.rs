@@ -15,12 +15,12 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use reftrack_common::{config, shutdown};
 use reftrack_store::api_keys::{self, Scope};
-use reftrack_testkit::TestStack;
+use reftrack_testkit::{TestStack, metric, wait};
 use regex::Regex;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -222,7 +222,7 @@ impl Services {
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         for (name, addr, _) in &plan {
-            wait_until(
+            wait::until(
                 Duration::from_secs(60),
                 &format!("{name} ready"),
                 || async {
@@ -346,19 +346,6 @@ fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        ensure!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    Ok(())
-}
-
 // -------------------------------------------------------------------------- traffic
 
 /// What the traffic so far should make the aggregator and api count.
@@ -427,8 +414,15 @@ async fn world(stack: &TestStack, s: &Services) -> anyhow::Result<World> {
         .as_str()
         .context("affiliate_code")?
         .to_string();
-    // ingest learns of the approval through Postgres notifications.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ingest learns of both codes through Postgres notifications.
+    wait::until(Duration::from_secs(60), "ingest knows both codes", || async {
+        let text = s.http.get(format!("http://{}/metrics", s.ingest)).send().await;
+        match text {
+            Ok(r) => metric(&r.text().await.unwrap_or_default(), "ingest_directory_codes") >= 2.0,
+            Err(_) => false,
+        }
+    })
+    .await?;
     Ok(World {
         admin,
         hammer,
@@ -485,7 +479,7 @@ async fn payout(w: &mut World, s: &Services) -> anyhow::Result<()> {
         json!({"method": "paypal", "payment_address": "promoter@example.com"}),
     )
     .await?;
-    wait_until(Duration::from_secs(60), "commission credited", || async {
+    wait::until(Duration::from_secs(60), "commission credited", || async {
         s.api(Method::GET, "/referrals/promoter", &w.promoter, None)
             .await
             .is_ok_and(|(_, me)| me["currentBalance"].as_f64().unwrap_or(0.0) >= 20.0)
@@ -631,7 +625,7 @@ impl Prometheus {
             http: reqwest::Client::new(),
             _process: Process(child),
         };
-        wait_until(Duration::from_secs(30), "prometheus ready", || async {
+        wait::until(Duration::from_secs(30), "prometheus ready", || async {
             prometheus
                 .http
                 .get(format!("http://{addr}/-/ready"))
@@ -642,7 +636,7 @@ impl Prometheus {
         .await?;
         // Traffic starts only once every service has been scraped, so that nothing it
         // records happens before a series' first sample.
-        wait_until(Duration::from_secs(30), "first scrapes", || async {
+        wait::until(Duration::from_secs(30), "first scrapes", || async {
             prometheus.max_number("sum(up)").await.ok().flatten() == Some(3.0)
         })
         .await?;
@@ -692,13 +686,18 @@ impl Prometheus {
             ),
         ];
         for (expr, want) in expect {
-            wait_until(Duration::from_secs(90), expr, || async {
+            wait::until(Duration::from_secs(90), expr, || async {
                 self.max_number(expr).await.ok().flatten() == Some(want)
             })
             .await?;
         }
-        // One more scrape, so rates see the final counts on both sides of the window.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // One more scrape of every service, so rates see the final counts on both sides
+        // of the window.
+        let now = self.max_number("time()").await?.context("time()")?;
+        wait::until(Duration::from_secs(30), "one more scrape", || async {
+            self.max_number("min(timestamp(up))").await.ok().flatten() > Some(now)
+        })
+        .await?;
         Ok(())
     }
 

@@ -7,7 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
+
+/// How long a broker may take to serve after it was started, on a busy machine.
+const BROKER_START: Duration = Duration::from_secs(60);
 
 /// One message read back from a topic.
 #[derive(Debug, Clone)]
@@ -41,28 +45,39 @@ pub fn read_topic(
     let deadline = Instant::now() + timeout;
     let mut records = Vec::new();
     let mut complete_at: Option<Instant> = None;
+    // A broker that was just (re)started drops connections and answers "unknown topic"
+    // for a while: such errors are transient, so reading goes on until the deadline.
+    let mut last_error: Option<KafkaError> = None;
     loop {
         if let Some(done) = complete_at {
             if done.elapsed() >= linger {
                 return Ok(records);
             }
         } else if Instant::now() > deadline {
+            let last_error = last_error.map_or_else(String::new, |e| format!("; last error: {e}"));
             bail!(
-                "read {} of {expected} messages from {topic} within {timeout:?}",
+                "read {} of {expected} messages from {topic} within {timeout:?}{last_error}",
                 records.len()
             );
         }
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message.context("read from Kafka")?;
-            records.push(Record {
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message.key().unwrap_or_default().to_vec(),
-                payload: message.payload().unwrap_or_default().to_vec(),
-            });
-            if records.len() >= expected && complete_at.is_none() {
-                complete_at = Some(Instant::now());
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                records.push(Record {
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    key: message.key().unwrap_or_default().to_vec(),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                });
+                if records.len() >= expected && complete_at.is_none() {
+                    complete_at = Some(Instant::now());
+                }
             }
+            Some(Err(error)) => {
+                tracing::debug!("reading {topic}: {error}; reading on");
+                last_error = Some(error);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            None => {}
         }
     }
 }
@@ -77,17 +92,34 @@ pub struct PrivateBroker {
 }
 
 impl PrivateBroker {
+    /// Starts the broker on a free port. The port is free when chosen but may be taken
+    /// before tansu binds it, so a broker that exits at once is tried on another port.
     pub fn launch() -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let dir = std::env::temp_dir().join(format!("reftrack-tansu-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let mut broker = Self {
-            port,
+            port: 0,
             dir,
             child: None,
         };
-        broker.start()?;
-        Ok(broker)
+        let mut attempts = 0;
+        loop {
+            broker.port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            match broker.start() {
+                Ok(()) => return Ok(broker),
+                Err(error) if attempts < 3 && broker.exited() => {
+                    attempts += 1;
+                    tracing::debug!("{error:#}; trying another port");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_some())
     }
 
     pub fn brokers(&self) -> String {
@@ -112,14 +144,28 @@ impl PrivateBroker {
             .spawn()
             .context("start tansu (is it installed? scripts/stack deps installs it)")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
-                bail!("tansu did not listen on {} within 20s", self.port);
+        self.wait_until_serving()
+    }
+
+    /// Until the broker answers a metadata request: listening alone is not serving.
+    fn wait_until_serving(&mut self) -> anyhow::Result<()> {
+        let client: BaseConsumer = reftrack_events::kafka::client_config(&self.brokers())
+            .create()
+            .context("create a metadata client")?;
+        let deadline = Instant::now() + BROKER_START;
+        loop {
+            if self.exited() {
+                bail!("tansu on port {} exited at start", self.port);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            match client.fetch_metadata(None, Duration::from_secs(2)) {
+                Ok(_) => return Ok(()),
+                Err(error) if Instant::now() > deadline => bail!(
+                    "tansu on port {} not serving within {BROKER_START:?}: {error}",
+                    self.port
+                ),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
         }
-        Ok(())
     }
 
     /// Kills the broker (SIGKILL, like a crash) and waits until its port is closed.

@@ -9,6 +9,7 @@
 
 pub mod checks;
 pub mod kafka;
+pub mod wait;
 mod served;
 mod stack;
 

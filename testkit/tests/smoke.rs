@@ -23,12 +23,20 @@ fn consumer(stack: &TestStack, group: &str) -> StreamConsumer {
 async fn read_and_commit(consumer: &StreamConsumer, n: usize) -> Vec<String> {
     let mut stream = consumer.stream();
     let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while seen.len() < n {
-        let message = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        let message = match tokio::time::timeout_at(deadline, stream.next())
             .await
-            .expect("a message within 30s")
+            .expect("the messages within 60s")
             .expect("stream open")
-            .expect("no Kafka error");
+        {
+            Ok(message) => message,
+            // A group still forming answers with transient errors: read on.
+            Err(error) => {
+                eprintln!("reading: {error}; reading on");
+                continue;
+            }
+        };
         seen.push(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
         consumer
             .commit_message(&message, CommitMode::Sync)

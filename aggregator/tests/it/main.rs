@@ -13,7 +13,7 @@ use clap::Parser;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use reftrack_events::{ClickEvent, ClickMethod, ClickVerdict, ConversionEvent};
 use reftrack_store::stats::{self, Stats};
-use reftrack_testkit::{Served, TestStack, serve};
+use reftrack_testkit::{Served, TestStack, serve, wait};
 
 pub fn config(stack: &TestStack) -> aggregator::Config {
     let mut config = aggregator::Config::try_parse_from(["aggregator"]).expect("defaults parse");
@@ -134,14 +134,11 @@ pub fn conversion(json: serde_json::Value) -> (String, Vec<u8>) {
 
 /// Waits until both sinks hold every message produced (`ends`).
 pub async fn drained(stack: &TestStack, ends: &Ends) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while behind(stack, ends).await > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the aggregator did not drain within 120s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until(Duration::from_secs(180), "the aggregator drained", || async {
+        behind(stack, ends).await == 0
+    })
+    .await
+    .unwrap();
 }
 
 /// How many produced messages some sink does not hold yet.

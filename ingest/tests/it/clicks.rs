@@ -1,7 +1,9 @@
+use std::time::Duration;
+
 use ingest::AttributionPolicy;
 use reftrack_events::click::parse_click_id;
 use reftrack_events::{ClickMethod, ClickVerdict};
-use reftrack_testkit::TestStack;
+use reftrack_testkit::{TestStack, wait};
 
 use crate::{FIREFOX, LANDING, affiliate, clicks, config, http, spawn};
 
@@ -236,20 +238,19 @@ async fn a_new_affiliate_is_attributable_without_a_restart() {
         .unwrap();
     assert!(before.headers().get("set-cookie").is_none());
     affiliate(&stack, "LATER").await;
-    // NOTIFY reaches the directory promptly; allow a moment.
-    let mut attributed = false;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        let response = http()
-            .get(server.url("/?ref=LATER"))
-            .header("user-agent", FIREFOX)
-            .send()
-            .await
-            .unwrap();
-        if response.headers().get("set-cookie").is_some() {
-            attributed = true;
-            break;
-        }
-    }
-    assert!(attributed, "the new code became attributable within 5s");
+    // NOTIFY reaches the directory promptly, but not at once.
+    wait::until(
+        Duration::from_secs(30),
+        "the new code became attributable",
+        || async {
+            http()
+                .get(server.url("/?ref=LATER"))
+                .header("user-agent", FIREFOX)
+                .send()
+                .await
+                .is_ok_and(|r| r.headers().get("set-cookie").is_some())
+        },
+    )
+    .await
+    .unwrap();
 }

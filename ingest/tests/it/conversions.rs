@@ -28,7 +28,7 @@ async fn conversions_on_topic(stack: &TestStack, n: usize) -> Vec<ConversionEven
             &topic,
             partitions,
             n,
-            Duration::from_secs(10),
+            Duration::from_secs(60),
             Duration::from_millis(300),
         )
     })

@@ -65,7 +65,7 @@ pub async fn clicks(stack: &TestStack, n: usize) -> Vec<ClickEvent<'static>> {
             &topic,
             partitions,
             n,
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             Duration::from_millis(300),
         )
     })

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use reftrack_events::ClickEvent;
 use reftrack_store::api_keys::Scope;
 use reftrack_testkit::kafka::{PrivateBroker, read_topic};
-use reftrack_testkit::{TestStack, metric};
+use reftrack_testkit::{TestStack, metric, wait};
 use serde_json::{Value, json};
 
 use crate::{FIREFOX, affiliate, config, http, spawn};
@@ -41,9 +41,10 @@ async fn conversions_are_503_with_retry_after_while_the_broker_is_down() {
         .unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
+    // The ack timeout is 1 s; the margin is for a busy machine, not a hung request.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "answered within the ack timeout"
+        started.elapsed() < Duration::from_secs(10),
+        "answered soon after the ack timeout"
     );
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["error"]["code"], "broker_unavailable");
@@ -95,12 +96,14 @@ async fn ten_thousand_clicks_during_an_outage_all_arrive_once() {
         "every click was redirected during the outage"
     );
 
-    // Let the producer give up on the broker (SPILL_AFTER_MS) so the spill is used.
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert!(
-        spilled_bytes(&config.spill_dir) > 0,
-        "clicks wait in this instance's spill"
-    );
+    // The producer gives up on the broker after SPILL_AFTER_MS and spills.
+    wait::until(
+        Duration::from_secs(60),
+        "clicks wait in this instance's spill",
+        || async { spilled_bytes(&config.spill_dir) > 0 },
+    )
+    .await
+    .unwrap();
 
     broker.start().unwrap();
     let (brokers, topic, partitions) = (
