@@ -415,13 +415,26 @@ async fn world(stack: &TestStack, s: &Services) -> anyhow::Result<World> {
         .context("affiliate_code")?
         .to_string();
     // ingest learns of both codes through Postgres notifications.
-    wait::until(Duration::from_secs(60), "ingest knows both codes", || async {
-        let text = s.http.get(format!("http://{}/metrics", s.ingest)).send().await;
-        match text {
-            Ok(r) => metric(&r.text().await.unwrap_or_default(), "ingest_directory_codes") >= 2.0,
-            Err(_) => false,
-        }
-    })
+    wait::until(
+        Duration::from_secs(60),
+        "ingest knows both codes",
+        || async {
+            let text = s
+                .http
+                .get(format!("http://{}/metrics", s.ingest))
+                .send()
+                .await;
+            match text {
+                Ok(r) => {
+                    metric(
+                        &r.text().await.unwrap_or_default(),
+                        "ingest_directory_codes",
+                    ) >= 2.0
+                }
+                Err(_) => false,
+            }
+        },
+    )
     .await?;
     Ok(World {
         admin,

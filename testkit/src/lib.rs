@@ -9,9 +9,9 @@
 
 pub mod checks;
 pub mod kafka;
-pub mod wait;
 mod served;
 mod stack;
+pub mod wait;
 
 pub use served::{Served, serve};
 pub use stack::TestStack;

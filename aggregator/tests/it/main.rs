@@ -134,9 +134,11 @@ pub fn conversion(json: serde_json::Value) -> (String, Vec<u8>) {
 
 /// Waits until both sinks hold every message produced (`ends`).
 pub async fn drained(stack: &TestStack, ends: &Ends) {
-    wait::until(Duration::from_secs(180), "the aggregator drained", || async {
-        behind(stack, ends).await == 0
-    })
+    wait::until(
+        Duration::from_secs(180),
+        "the aggregator drained",
+        || async { behind(stack, ends).await == 0 },
+    )
     .await
     .unwrap();
 }

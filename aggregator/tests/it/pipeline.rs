@@ -329,7 +329,10 @@ async fn a_restart_resumes_from_the_sinks_without_recounting() {
     // all): both resume from what the sinks hold. Each gets one new click, and once it
     // has written that one, it has passed the old ones too.
     let mut expected = 50;
-    for (visitor, group) in [(50, config.group.clone()), (51, format!("{}-fresh", config.group))] {
+    for (visitor, group) in [
+        (50, config.group.clone()),
+        (51, format!("{}-fresh", config.group)),
+    ] {
         let mut again = config.clone();
         again.group = group;
         let server = spawn(&again).await;
