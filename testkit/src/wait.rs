@@ -20,37 +20,3 @@ where
     }
     Ok(())
 }
-
-/// Runs `attempt` until it returns `Ok`, or fails with its last error once `limit` has
-/// passed. For reads that meet transient errors (a broker still starting, say).
-pub async fn retry<T, F, Fut>(limit: Duration, what: &str, mut attempt: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(error) if Instant::now() >= deadline => {
-                return Err(error.context(format!("{what}: not within {limit:?}")));
-            }
-            Err(error) => tracing::debug!("{what}: {error:#}; trying again"),
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// [`until`] for code outside an async runtime.
-pub fn until_blocking(
-    limit: Duration,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        std::thread::sleep(POLL);
-    }
-    Ok(())
-}
