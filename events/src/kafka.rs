@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use reftrack_common::config::KafkaConfig;
 
 /// Settings every client shares.
@@ -32,6 +32,27 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
         .set("compression.type", &kafka.compression)
         .set("linger.ms", "5");
     config
+}
+
+/// Whether a produce error means the broker no longer knows the producer's idempotent
+/// identity. A broker that came back empty answers so (tansu 0.6 with `ProducerFenced`)
+/// and that producer instance never gets over it: a new producer, with a new identity,
+/// must take over. The broker rejected these writes, so re-sending them adds nothing twice.
+pub fn producer_identity_lost(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::{
+        InvalidProducerEpoch, InvalidProducerIdMapping, OutOfOrderSequenceNumber, ProducerFenced,
+        UnknownProducerId,
+    };
+    matches!(
+        error,
+        KafkaError::MessageProduction(
+            ProducerFenced
+                | InvalidProducerEpoch
+                | UnknownProducerId
+                | OutOfOrderSequenceNumber
+                | InvalidProducerIdMapping
+        )
+    )
 }
 
 /// Creates `topics` with the configured partition count when they are missing, and
@@ -116,6 +137,28 @@ impl BrokerProbe {
                 .fetch_metadata(None, Duration::from_secs(1))
                 .map(|_| ())
                 .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Which of `topics` the broker does not have (or has without partitions): a broker
+    /// restarted on memory storage, or a topic deleted by hand, comes back without them.
+    pub async fn missing_topics(&self, topics: &[String]) -> Result<Vec<String>, String> {
+        let admin = self.admin.clone();
+        let topics = topics.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let metadata = admin
+                .inner()
+                .fetch_metadata(None, Duration::from_secs(1))
+                .map_err(|e| e.to_string())?;
+            let present = |name: &str| {
+                metadata
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == name && !t.partitions().is_empty())
+            };
+            Ok(topics.into_iter().filter(|t| !present(t)).collect())
         })
         .await
         .map_err(|e| e.to_string())?

@@ -26,7 +26,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::HeaderName;
 use axum::routing::{get, post};
-use reftrack_common::config::Profile;
+use reftrack_common::config::{KafkaConfig, Profile};
 use reftrack_common::http::{Readiness, ops_router, serve};
 use reftrack_common::telemetry;
 use reftrack_events::kafka::BrokerProbe;
@@ -50,6 +50,7 @@ pub struct App {
     conversions: ConversionProducer,
     refresher: directory::Refresher,
     probe: BrokerProbe,
+    kafka: KafkaConfig,
     directory_refresh: Duration,
     spill_after: Duration,
 }
@@ -147,6 +148,7 @@ impl App {
             conversions,
             refresher,
             probe,
+            kafka: config.kafka.clone(),
             directory_refresh: config.directory_refresh(),
             spill_after: config.spill_after(),
         })
@@ -162,12 +164,16 @@ impl App {
         let cancel = CancellationToken::new();
         let tasks: Vec<JoinHandle<()>> = vec![
             tokio::spawn(self.refresher.run(self.directory_refresh, cancel.clone())),
-            tokio::spawn(replay_loop(
-                self.clicks.clone(),
-                self.probe.clone(),
-                self.spill_after * 3,
-                cancel.clone(),
-            )),
+            tokio::spawn(
+                Recovery {
+                    clicks: self.clicks.clone(),
+                    conversions: self.conversions.clone(),
+                    probe: self.probe.clone(),
+                    kafka: self.kafka,
+                    replay_wait: self.spill_after * 3,
+                }
+                .run(cancel.clone()),
+            ),
         ];
         let served = serve(self.router, listener, shutdown).await;
         cancel.cancel();
@@ -185,27 +191,89 @@ impl App {
     }
 }
 
-/// Every second: export queue and spill gauges, and replay the spill once the broker
-/// answers again.
-async fn replay_loop(
+/// What ingest does every second in the background so that it recovers by itself from
+/// a broker outage: export the queue and spill gauges, renew producers the broker no
+/// longer knows, give a broker that came back empty its topics again, and replay the
+/// spill once the broker answers.
+struct Recovery {
     clicks: Arc<ClickProducer>,
+    conversions: ConversionProducer,
     probe: BrokerProbe,
-    wait: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {}
+    kafka: KafkaConfig,
+    replay_wait: Duration,
+}
+
+impl Recovery {
+    async fn run(self, cancel: CancellationToken) {
+        let topics = [
+            self.kafka.clicks_topic.clone(),
+            self.kafka.conversions_topic.clone(),
+        ];
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            ::metrics::gauge!(metrics::QUEUE_DEPTH).set(f64::from(self.clicks.queue_depth()));
+            ::metrics::gauge!(metrics::SPILL_BYTES).set(self.clicks.spill().bytes() as f64);
+            self.renew_producers().await;
+            // A broker that does not answer keeps clicks in the spill until it does.
+            let Ok(missing) = self.probe.missing_topics(&topics).await else {
+                continue;
+            };
+            if !missing.is_empty() && !self.recreate(&missing).await {
+                continue;
+            }
+            if self.clicks.spill().is_empty() {
+                continue;
+            }
+            if let Err(err) = self.clicks.replay_spill(self.replay_wait).await {
+                tracing::warn!("spill replay paused: {err:#}");
+            }
         }
-        ::metrics::gauge!(metrics::QUEUE_DEPTH).set(f64::from(clicks.queue_depth()));
-        ::metrics::gauge!(metrics::SPILL_BYTES).set(clicks.spill().bytes() as f64);
-        if clicks.spill().is_empty() || probe.check().await.is_err() {
-            continue;
+    }
+
+    async fn renew_producers(&self) {
+        let (clicks, conversions) = (self.clicks.clone(), self.conversions.clone());
+        let renewed = tokio::task::spawn_blocking(move || {
+            [
+                ("clicks", clicks.renew_if_identity_lost()),
+                ("conversions", conversions.renew_if_identity_lost()),
+            ]
+        })
+        .await;
+        for (topic, outcome) in renewed.into_iter().flatten() {
+            match outcome {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::error!(
+                        topic,
+                        "the broker no longer knows this producer (restarted empty?); a new one took over"
+                    );
+                    ::metrics::counter!(metrics::PRODUCERS_RENEWED, "topic" => topic).increment(1);
+                }
+                Err(err) => tracing::error!(topic, "cannot renew the producer: {err:#}"),
+            }
         }
-        if let Err(err) = clicks.replay_spill(wait).await {
-            tracing::warn!("spill replay paused: {err:#}");
+    }
+
+    /// Creates topics the broker lost; whether they are there now.
+    async fn recreate(&self, missing: &[String]) -> bool {
+        tracing::error!(
+            topics = ?missing,
+            "the broker has lost topics (restarted empty, or deleted); creating them again"
+        );
+        let names: Vec<&str> = missing.iter().map(String::as_str).collect();
+        match reftrack_events::kafka::ensure_topics(&self.kafka, &names).await {
+            Ok(()) => {
+                ::metrics::counter!(metrics::TOPICS_RECREATED).increment(missing.len() as u64);
+                true
+            }
+            Err(err) => {
+                tracing::warn!("cannot create the lost topics yet: {err:#}");
+                false
+            }
         }
     }
 }

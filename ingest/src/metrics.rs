@@ -12,6 +12,8 @@ pub const SPILL_BYTES: &str = "ingest_spill_bytes";
 pub const BROKER_RTT: &str = "ingest_broker_rtt_seconds";
 pub const CONVERSIONS: &str = "ingest_conversions_total";
 pub const DIRECTORY_CODES: &str = "ingest_directory_codes";
+pub const TOPICS_RECREATED: &str = "ingest_topics_recreated_total";
+pub const PRODUCERS_RENEWED: &str = "ingest_producers_renewed_total";
 
 /// Describes every metric and starts the counters whose labels are known in advance at
 /// zero, so dashboards and alerts see 0 rather than nothing before the first event.
@@ -53,6 +55,14 @@ pub fn register() {
         DIRECTORY_CODES,
         "Attributable referral codes held in memory."
     );
+    describe_counter!(
+        TOPICS_RECREATED,
+        "Topics ingest created again because the broker had lost them."
+    );
+    describe_counter!(
+        PRODUCERS_RENEWED,
+        "Producers replaced because the broker no longer knew their idempotent identity, by topic."
+    );
     start_at_zero();
 }
 
@@ -65,8 +75,14 @@ fn start_at_zero() {
     for topic in ["clicks", "conversions"] {
         counter!(EVENTS_PRODUCED, "topic" => topic).increment(0);
         counter!(EVENTS_FAILED, "topic" => topic).increment(0);
+        counter!(PRODUCERS_RENEWED, "topic" => topic).increment(0);
     }
-    for name in [EVENTS_SPILLED, EVENTS_REPLAYED, EVENTS_DROPPED] {
+    for name in [
+        EVENTS_SPILLED,
+        EVENTS_REPLAYED,
+        EVENTS_DROPPED,
+        TOPICS_RECREATED,
+    ] {
         counter!(name).increment(0);
     }
     for kind in ConversionKind::ALL {

@@ -1,13 +1,14 @@
 //! The Kafka side of ingest: a click producer that never blocks the redirect and never
 //! drops a click (short of the spill cap), and a conversion producer whose sends are
-//! awaited until the broker acknowledges them.
+//! awaited until the broker acknowledges them. Both are renewed when the broker forgets
+//! their idempotent identity (see [`reftrack_events::kafka::producer_identity_lost`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use rdkafka::ClientContext;
+use arc_swap::ArcSwap;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{
@@ -15,6 +16,7 @@ use rdkafka::producer::{
     PurgeConfig, ThreadedProducer,
 };
 use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext};
 use reftrack_common::config::KafkaConfig;
 
 use crate::metrics as m;
@@ -27,10 +29,36 @@ const REPLAYED: usize = 1;
 /// Clicks replayed per chunk before the cursor is saved.
 const REPLAY_CHUNK: usize = 5_000;
 
-/// Receives the broker's verdict on every click: failures go to the spill.
-pub struct ClickContext {
+/// What a click producer and the one that replaces it share.
+struct ClickShared {
     spill: Arc<Spill>,
     replay_outstanding: AtomicI64,
+    identity_lost: AtomicBool,
+}
+
+/// Receives the broker's verdict on every click: failures go to the spill.
+pub struct ClickContext(Arc<ClickShared>);
+
+/// What both producers share about their own replacement.
+trait Renewable {
+    fn identity_lost(&self) -> &AtomicBool;
+
+    fn note_failure(&self, err: &KafkaError) {
+        if reftrack_events::kafka::producer_identity_lost(err) {
+            self.identity_lost().store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a new producer must take over (once per loss).
+    fn take_identity_lost(&self) -> bool {
+        self.identity_lost().swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Renewable for ClickShared {
+    fn identity_lost(&self) -> &AtomicBool {
+        &self.identity_lost
+    }
 }
 
 impl ClientContext for ClickContext {
@@ -59,16 +87,17 @@ impl ProducerContext for ClickContext {
             }
             Err((err, message)) => {
                 metrics::counter!(m::EVENTS_FAILED, "topic" => "clicks").increment(1);
-                tracing::debug!(%err, "click not acknowledged in time; spilling it");
+                self.0.note_failure(err);
+                tracing::debug!(%err, "click not acknowledged; spilling it");
                 spill_click(
-                    &self.spill,
+                    &self.0.spill,
                     message.key().unwrap_or_default(),
                     message.payload().unwrap_or_default(),
                 );
             }
         }
         if opaque == REPLAYED {
-            self.replay_outstanding.fetch_sub(1, Ordering::AcqRel);
+            self.0.replay_outstanding.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -92,18 +121,21 @@ pub struct ClickProducerConfig<'a> {
 }
 
 pub struct ClickProducer {
-    producer: ThreadedProducer<ClickContext>,
+    producer: ArcSwap<ThreadedProducer<ClickContext>>,
+    context: Arc<ClickShared>,
+    settings: ClientConfig,
     topic: String,
-    spill: Arc<Spill>,
 }
 
 impl ClickProducer {
     pub fn new(config: &ClickProducerConfig<'_>, spill: Arc<Spill>) -> anyhow::Result<Self> {
-        let context = ClickContext {
-            spill: spill.clone(),
+        let context = Arc::new(ClickShared {
+            spill,
             replay_outstanding: AtomicI64::new(0),
-        };
-        let producer = reftrack_events::kafka::producer_config(config.kafka)
+            identity_lost: AtomicBool::new(false),
+        });
+        let mut settings = reftrack_events::kafka::producer_config(config.kafka);
+        settings
             .set(
                 "queue.buffering.max.messages",
                 config.queue_max_messages.to_string(),
@@ -118,14 +150,36 @@ impl ClickProducer {
             )
             .set("batch.num.messages", "10000")
             .set("linger.ms", "10")
-            .set("statistics.interval.ms", "5000")
-            .create_with_context(context)
-            .context("create the click producer")?;
+            .set("statistics.interval.ms", "5000");
+        let producer = Self::create(&settings, &context)?;
         Ok(Self {
-            producer,
+            producer: ArcSwap::from_pointee(producer),
+            context,
+            settings,
             topic: config.kafka.clicks_topic.clone(),
-            spill,
         })
+    }
+
+    fn create(
+        settings: &ClientConfig,
+        shared: &Arc<ClickShared>,
+    ) -> anyhow::Result<ThreadedProducer<ClickContext>> {
+        settings
+            .create_with_context(ClickContext(shared.clone()))
+            .context("create the click producer")
+    }
+
+    /// When the broker forgot this producer's identity: a new producer takes over, and
+    /// what the old one still holds is handed to the spill. Blocks for up to seconds.
+    pub fn renew_if_identity_lost(&self) -> anyhow::Result<bool> {
+        if !self.context.take_identity_lost() {
+            return Ok(false);
+        }
+        let old = self
+            .producer
+            .swap(Arc::new(Self::create(&self.settings, &self.context)?));
+        retire(old.as_ref());
+        Ok(true)
     }
 
     /// Queues a click for the broker without waiting. When the queue is full (broker
@@ -134,24 +188,24 @@ impl ClickProducer {
         let record = BaseRecord::with_opaque_to(&self.topic, LIVE)
             .key(key)
             .payload(payload);
-        if let Err((err, _)) = self.producer.send(record) {
+        if let Err((err, _)) = self.producer.load().send(record) {
             if !matches!(
                 err,
                 KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
             ) {
                 tracing::warn!(%err, "click not queued; spilling it");
             }
-            spill_click(&self.spill, key.as_bytes(), payload);
+            spill_click(self.spill(), key.as_bytes(), payload);
         }
     }
 
     /// Clicks queued in memory and not yet acknowledged.
     pub fn queue_depth(&self) -> i32 {
-        self.producer.in_flight_count()
+        self.producer.load().in_flight_count()
     }
 
     pub fn spill(&self) -> &Spill {
-        &self.spill
+        &self.context.spill
     }
 
     /// Replays every closed spill segment, oldest first, in order. Each chunk is handed
@@ -159,7 +213,7 @@ impl ClickProducer {
     /// the segment's cursor moves, so a crash mid-replay repeats at most one chunk.
     pub async fn replay_spill(&self, wait_per_chunk: Duration) -> anyhow::Result<()> {
         let segments = self
-            .spill
+            .spill()
             .closed_segments()
             .context("list spill segments")?;
         for segment in segments {
@@ -174,7 +228,7 @@ impl ClickProducer {
                 done += chunk.len() as u64;
                 spill::write_cursor(&segment, done).context("save the spill cursor")?;
             }
-            self.spill
+            self.spill()
                 .remove(&segment)
                 .context("remove a replayed spill segment")?;
             tracing::info!(segment = %segment.display(), clicks = records.len(), "spill segment replayed");
@@ -183,14 +237,14 @@ impl ClickProducer {
     }
 
     async fn replay_chunk(&self, chunk: &[spill::Record]) {
-        let outstanding = &self.producer.context().replay_outstanding;
+        let outstanding = &self.context.replay_outstanding;
         for record in chunk {
             outstanding.fetch_add(1, Ordering::AcqRel);
             loop {
                 let base = BaseRecord::with_opaque_to(&self.topic, REPLAYED)
                     .key(&record.key)
                     .payload(&record.payload);
-                match self.producer.send(base) {
+                match self.producer.load().send(base) {
                     Ok(()) => break,
                     Err((
                         KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
@@ -201,7 +255,7 @@ impl ClickProducer {
                     Err((err, _)) => {
                         tracing::warn!(%err, "replayed click not queued; spilling it again");
                         outstanding.fetch_sub(1, Ordering::AcqRel);
-                        spill_click(&self.spill, &record.key, &record.payload);
+                        spill_click(self.spill(), &record.key, &record.payload);
                         break;
                     }
                 }
@@ -210,7 +264,7 @@ impl ClickProducer {
     }
 
     async fn wait_for_replayed(&self, limit: Duration) -> anyhow::Result<()> {
-        let outstanding = &self.producer.context().replay_outstanding;
+        let outstanding = &self.context.replay_outstanding;
         let deadline = tokio::time::Instant::now() + limit;
         while outstanding.load(Ordering::Acquire) > 0 {
             anyhow::ensure!(
@@ -225,47 +279,80 @@ impl ClickProducer {
     /// At shutdown: give queued clicks `timeout` to reach the broker, then hand what is
     /// left to the spill so nothing is lost, and sync the spill to disk.
     pub fn close(&self, timeout: Duration) {
-        if let Err(err) = self.producer.flush(timeout) {
+        let producer = self.producer.load();
+        if let Err(err) = producer.flush(timeout) {
             tracing::warn!(%err, left = self.queue_depth(), "clicks still queued at shutdown; spilling them");
-            self.producer
-                .purge(PurgeConfig::default().queue().inflight());
-            // Purged messages come back through the delivery callback, which spills them.
-            let _ = self.producer.flush(Duration::from_secs(5));
+            retire(producer.as_ref());
         }
-        if let Err(err) = self.spill.flush() {
+        if let Err(err) = self.spill().flush() {
             tracing::error!(%err, "cannot sync the spill at shutdown");
         }
     }
+}
+
+/// Takes back what a producer still holds: its messages fail through the delivery
+/// callback (clicks are spilled, conversion requests answered 503).
+fn retire<C: ProducerContext>(producer: &impl Producer<C>) {
+    producer.purge(PurgeConfig::default().queue().inflight());
+    let _ = producer.flush(Duration::from_secs(5));
 }
 
 /// The conversion producer: each send is awaited until the broker acknowledges it
 /// (`acks=all`, idempotent), or fails within the configured time.
 #[derive(Clone)]
 pub struct ConversionProducer {
-    producer: FutureProducer,
+    producer: Arc<ArcSwap<FutureProducer>>,
+    lost: Arc<IdentityFlag>,
+    settings: ClientConfig,
     topic: String,
     ack_timeout: Duration,
 }
 
+#[derive(Default)]
+struct IdentityFlag(AtomicBool);
+
+impl Renewable for IdentityFlag {
+    fn identity_lost(&self) -> &AtomicBool {
+        &self.0
+    }
+}
+
 impl ConversionProducer {
     pub fn new(kafka: &KafkaConfig, ack_timeout: Duration) -> anyhow::Result<Self> {
-        let producer = reftrack_events::kafka::producer_config(kafka)
+        let mut settings = reftrack_events::kafka::producer_config(kafka);
+        settings
             .set("message.timeout.ms", ack_timeout.as_millis().to_string())
-            .set("linger.ms", "1")
-            .create()
-            .context("create the conversion producer")?;
+            .set("linger.ms", "1");
         Ok(Self {
-            producer,
+            producer: Arc::new(ArcSwap::from_pointee(Self::create(&settings)?)),
+            lost: Arc::default(),
+            settings,
             topic: kafka.conversions_topic.clone(),
             ack_timeout,
         })
     }
 
+    fn create(settings: &ClientConfig) -> anyhow::Result<FutureProducer> {
+        settings.create().context("create the conversion producer")
+    }
+
+    /// As [`ClickProducer::renew_if_identity_lost`]; requests the old producer held are
+    /// answered 503 and retried by the product's backend.
+    pub fn renew_if_identity_lost(&self) -> anyhow::Result<bool> {
+        if !self.lost.take_identity_lost() {
+            return Ok(false);
+        }
+        let old = self.producer.swap(Arc::new(Self::create(&self.settings)?));
+        retire(old.as_ref());
+        Ok(true)
+    }
+
     /// Resolves once the broker has the event, or fails.
     pub async fn send(&self, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
         let record = FutureRecord::to(&self.topic).key(key).payload(payload);
+        let producer = self.producer.load_full();
         let outcome = tokio::time::timeout(self.ack_timeout + Duration::from_millis(500), async {
-            self.producer.send(record, self.ack_timeout).await
+            producer.send(record, self.ack_timeout).await
         })
         .await;
         match outcome {
@@ -275,6 +362,7 @@ impl ConversionProducer {
             }
             Ok(Err((err, _))) => {
                 metrics::counter!(m::EVENTS_FAILED, "topic" => "conversions").increment(1);
+                self.lost.note_failure(&err);
                 Err(err)
             }
             Err(_) => {
@@ -287,6 +375,6 @@ impl ConversionProducer {
     }
 
     pub fn close(&self, timeout: Duration) {
-        let _ = self.producer.flush(timeout);
+        let _ = self.producer.load().flush(timeout);
     }
 }

@@ -82,9 +82,11 @@ pub fn read_topic(
     }
 }
 
-/// A tansu broker of the test's own, on a free port, with sqlite storage in a temporary
-/// folder so that it keeps its records across [`PrivateBroker::stop`] and
-/// [`PrivateBroker::start`].
+/// A tansu broker of the test's own, on a free port. It runs on memory storage, like the
+/// local stack's broker: after [`PrivateBroker::stop`] and [`PrivateBroker::start`] it
+/// comes back without topics or records, which the services must cope with. (tansu 0.6's
+/// sqlite storage kept them, but panicked on an idempotent producer's replay after a
+/// restart and then failed every request.)
 pub struct PrivateBroker {
     pub port: u16,
     dir: PathBuf,
@@ -136,15 +138,33 @@ impl PrivateBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            // Relative to the working directory: an absolute sqlite path gets doubled.
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--storage-engine", "memory://tansu/"])
             .current_dir(&self.dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(self.log_file()?)
             .spawn()
             .context("start tansu (is it installed? scripts/stack deps installs it)")?;
         self.child = Some(child);
         self.wait_until_serving()
+    }
+
+    /// tansu's own log, appended to across restarts, shown when a test fails.
+    fn log_file(&self) -> anyhow::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .context("open the broker's log")
+    }
+
+    /// The end of tansu's log, to say why a broker stopped serving.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("tansu.log")).unwrap_or_default();
+        let start = log.len().saturating_sub(4_000);
+        let start = (start..log.len())
+            .find(|i| log.is_char_boundary(*i))
+            .unwrap_or(0);
+        log[start..].to_string()
     }
 
     /// Until the broker answers a metadata request: listening alone is not serving.
@@ -179,6 +199,9 @@ impl PrivateBroker {
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- tansu on port {} ---\n{}", self.port, self.log_tail());
+        }
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }

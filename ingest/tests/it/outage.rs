@@ -1,5 +1,6 @@
 //! ingest with its broker gone: conversions are refused (503) and clicks keep being
-//! served, wait in the spill, and all arrive exactly once when the broker is back.
+//! served, wait in the spill, and all arrive exactly once when the broker is back, even
+//! when it comes back without its topics (the private broker runs on memory storage).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -64,10 +65,11 @@ async fn conversions_are_503_with_retry_after_while_the_broker_is_down() {
 }
 
 #[tokio::test]
-async fn ten_thousand_clicks_during_an_outage_all_arrive_once() {
+async fn ten_thousand_clicks_during_an_outage_all_arrive_once_on_a_broker_back_empty() {
     const CLICKS: usize = 10_000;
     let stack = TestStack::new().await.unwrap();
     affiliate(&stack, "OUTAGE").await;
+    let key = crate::conversions::key(&stack, &[Scope::Events]).await;
     let mut broker = PrivateBroker::launch().unwrap();
     let config = on_private_broker(&stack, &broker);
     let server = spawn(&config).await;
@@ -106,24 +108,33 @@ async fn ten_thousand_clicks_during_an_outage_all_arrive_once() {
     .unwrap();
 
     broker.start().unwrap();
-    let (brokers, topic, partitions) = (
-        broker.brokers(),
-        config.kafka.clicks_topic.clone(),
-        config.kafka.partitions,
-    );
-    let records = tokio::task::spawn_blocking(move || {
-        read_topic(
-            &brokers,
-            &topic,
-            partitions,
-            CLICKS,
-            Duration::from_secs(120),
-            Duration::from_secs(3),
-        )
-    })
+    // The broker is back without topics: ingest creates them again by itself, and takes
+    // conversions once they are there.
+    let signup =
+        json!({"event_id": "after-1", "type": "signup", "user_id": 1, "referral_code": "OUTAGE"});
+    wait::until(
+        Duration::from_secs(60),
+        "a conversion is accepted again",
+        || async {
+            let response = http()
+                .post(server.url("/v1/conversions"))
+                .bearer_auth(&key)
+                .json(&signup)
+                .send()
+                .await;
+            response.is_ok_and(|r| r.status() == 202)
+        },
+    )
     .await
-    .unwrap()
     .unwrap();
+    let conversions = read_all(&broker, &config.kafka.conversions_topic, &config, 1).await;
+    assert_eq!(
+        conversions.len(),
+        1,
+        "the accepted conversion is on its topic"
+    );
+
+    let records = read_all(&broker, &config.kafka.clicks_topic, &config, CLICKS).await;
     let ids: HashSet<_> = records
         .iter()
         .map(|r| ClickEvent::decode(&r.payload).unwrap().event_id)
@@ -142,7 +153,34 @@ async fn ten_thousand_clicks_during_an_outage_all_arrive_once() {
         "{metrics}"
     );
     assert_eq!(metric(&metrics, "ingest_events_dropped_total"), 0.0);
+    assert!(
+        metric(&metrics, "ingest_topics_recreated_total") >= 2.0,
+        "both topics were created again: {metrics}"
+    );
     server.stop().await.unwrap();
+}
+
+async fn read_all(
+    broker: &PrivateBroker,
+    topic: &str,
+    config: &ingest::Config,
+    expected: usize,
+) -> Vec<reftrack_testkit::kafka::Record> {
+    let (brokers, topic, partitions) =
+        (broker.brokers(), topic.to_string(), config.kafka.partitions);
+    tokio::task::spawn_blocking(move || {
+        read_topic(
+            &brokers,
+            &topic,
+            partitions,
+            expected,
+            Duration::from_secs(120),
+            Duration::from_secs(3),
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap()
 }
 
 fn spilled_bytes(dir: &std::path::Path) -> u64 {
