@@ -39,6 +39,8 @@ const QUIET: &[(&str, &str)] = &[
     ("Events to Kafka", "C"),
     ("Events to Kafka", "D"),
     ("Events to Kafka", "E"),
+    ("Events to Kafka", "F"),
+    ("Events to Kafka", "G"),
     ("Producer queue and spill", "A"),
     ("Producer queue and spill", "B"),
     ("Consumer lag per partition", "A"),
