@@ -15,6 +15,7 @@ use anyhow::Context;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::metrics as m;
+use crate::positions::Anchor;
 
 /// What [`TopicConsumer::next_batch`] got.
 pub enum Polled {
@@ -41,7 +43,8 @@ pub enum Rewind {
     },
 }
 
-/// One message, detached from the consumer.
+/// One message, detached from the consumer. Its offset is Kafka's as fetched; the pipeline
+/// makes it logical (see [`crate::positions`]) before anything else reads it.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub partition: i32,
@@ -49,16 +52,34 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
-/// Notices assignment changes (so cached positions are re-read from the sinks) and
-/// exports per-partition lag from librdkafka's statistics.
+/// Whether the broker still holds the last record the sinks applied, where they say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    Yes,
+    /// The log is not the one the positions came from: re-created, or emptied.
+    No,
+    /// The broker could not be read well enough to tell.
+    Unknown,
+}
+
+/// Notices assignment changes and broker trouble (after either, cached positions are
+/// re-read and the log is checked again) and exports per-partition lag from
+/// librdkafka's statistics.
 pub struct GroupContext {
     topic: String,
     /// Metric label: `clicks` or `conversions`, whatever the topic is called.
     stream: &'static str,
     reassigned: Arc<AtomicBool>,
+    suspect: Arc<AtomicBool>,
 }
 
 impl ClientContext for GroupContext {
+    /// A lost connection or a missing topic may come back as a different log.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(topic = %self.topic, %error, reason, "Kafka client error");
+        self.suspect.store(true, Ordering::Release);
+    }
+
     fn stats(&self, statistics: Statistics) {
         let Some(topic) = statistics.topics.get(&self.topic) else {
             return;
@@ -93,18 +114,22 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 
 pub struct TopicConsumer {
     consumer: Arc<StreamConsumer<GroupContext>>,
+    brokers: String,
     topic: String,
     stream: &'static str,
     reassigned: Arc<AtomicBool>,
+    suspect: Arc<AtomicBool>,
 }
 
 impl TopicConsumer {
     pub fn new(config: &Config, topic: &str, stream: &'static str) -> anyhow::Result<Self> {
         let reassigned = Arc::new(AtomicBool::new(true));
+        let suspect = Arc::new(AtomicBool::new(false));
         let context = GroupContext {
             topic: topic.to_string(),
             stream,
             reassigned: reassigned.clone(),
+            suspect: suspect.clone(),
         };
         let consumer: StreamConsumer<GroupContext> =
             reftrack_events::kafka::client_config(&config.kafka.brokers)
@@ -125,9 +150,11 @@ impl TopicConsumer {
             .with_context(|| format!("subscribe to {topic}"))?;
         Ok(Self {
             consumer: Arc::new(consumer),
+            brokers: config.kafka.brokers.clone(),
             topic: topic.to_string(),
             stream,
             reassigned,
+            suspect,
         })
     }
 
@@ -143,6 +170,11 @@ impl TopicConsumer {
     /// Whether partitions moved since the last call.
     pub fn take_reassigned(&self) -> bool {
         self.reassigned.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether the client reported trouble (lost broker, missing topic) since the last call.
+    pub fn take_suspect(&self) -> bool {
+        self.suspect.swap(false, Ordering::AcqRel)
     }
 
     /// Waits for a first message (at most `idle_after`, if given), then collects until
@@ -193,6 +225,7 @@ impl TopicConsumer {
                 }
                 Err(err) => {
                     tracing::warn!(topic = %self.topic, %err, "Kafka consume error");
+                    self.suspect.store(true, Ordering::Release);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -223,6 +256,33 @@ impl TopicConsumer {
         .await?
     }
 
+    /// Whether `partition` still holds `anchor` (the last record the sinks applied) at its
+    /// offset. Read with a consumer of its own, from a little before the offset (a broker
+    /// may answer a fetch inside a record batch with the next batch), deeper until a fetch
+    /// starts early enough. Watermarks are not asked: tansu's are wrong.
+    pub async fn holds(&self, partition: i32, anchor: &Anchor) -> Held {
+        let (brokers, topic, anchor) = (self.brokers.clone(), self.topic.clone(), anchor.clone());
+        let held = tokio::task::spawn_blocking(move || {
+            let first = anchor_check(&brokers, &topic, partition, &anchor)?;
+            if first != Held::No {
+                return Ok(first);
+            }
+            // A log that looks gone is read once more before it is given up: a new epoch
+            // replays whatever the sinks applied past the last epoch's start.
+            std::thread::sleep(Duration::from_secs(1));
+            anchor_check(&brokers, &topic, partition, &anchor)
+        })
+        .await;
+        match held {
+            Ok(Ok(held)) => held,
+            Ok(Err(err)) => {
+                tracing::warn!(topic = %self.topic, partition, "cannot read back the last applied record: {err:#}");
+                Held::Unknown
+            }
+            Err(_) => Held::Unknown,
+        }
+    }
+
     /// Tells Kafka where to start fetching next time: `(partition, next offset)` pairs
     /// that both sinks already hold. Only a hint, so a failure is merely logged.
     pub fn commit_hint(&self, next: &[(i32, i64)]) {
@@ -239,4 +299,97 @@ impl TopicConsumer {
             tracing::debug!(topic = %self.topic, %err, "offset hint not committed");
         }
     }
+}
+
+/// How far before the anchor each try starts reading.
+/// Exact first (Apache Kafka serves any offset); then deep enough to start before the
+/// record batch that holds the anchor (tansu serves only from a batch's start, and
+/// ingest's batches hold up to 10,000 clicks).
+const CHECK_DEPTHS: [i64; 4] = [0, 32_768, 262_144, i64::MAX];
+
+fn anchor_check(
+    brokers: &str,
+    topic: &str,
+    partition: i32,
+    anchor: &Anchor,
+) -> anyhow::Result<Held> {
+    let consumer: BaseConsumer = reftrack_events::kafka::client_config(brokers)
+        .set("group.id", "reftrack-aggregator-epoch-check")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "error")
+        // An empty answer (a fetch past the end, or inside the last batch on tansu) comes
+        // back quickly, so trying deeper does not wait long.
+        .set("fetch.wait.max.ms", "100")
+        .create()
+        .context("create the epoch-check consumer")?;
+    // The first try includes connecting, on a machine that may be busy.
+    let mut patience = Duration::from_secs(2);
+    for depth in CHECK_DEPTHS {
+        let start = anchor.kafka_offset.saturating_sub(depth).max(0);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
+        consumer.assign(&tpl)?;
+        let scanned = scan(&consumer, anchor, patience);
+        patience = Duration::from_secs(1);
+        match scanned {
+            Scan::Found(same) => return Ok(if same { Held::Yes } else { Held::No }),
+            // Offsets are never reused within a log, so a log that reads on from below
+            // the anchor to past it without it, or ends before it, is another log.
+            Scan::SkippedOver | Scan::EndedBefore => return Ok(Held::No),
+            // Retention deleted the anchor (and all before it): the same log.
+            Scan::StartsAfter if start == 0 => return Ok(Held::Yes),
+            Scan::StartsAfter | Scan::Nothing if start > 0 => {}
+            Scan::StartsAfter | Scan::Nothing => break,
+        }
+    }
+    Ok(Held::Unknown)
+}
+
+enum Scan {
+    /// The record at the anchor's offset, and whether it is the anchor.
+    Found(bool),
+    /// Records from before the anchor's offset, then after it.
+    SkippedOver,
+    /// The first record read was already past the anchor's offset.
+    StartsAfter,
+    /// The log ended before the anchor's offset.
+    EndedBefore,
+    /// Nothing read in time.
+    Nothing,
+}
+
+/// Reads from where `consumer` is assigned until the anchor's offset is passed, or
+/// nothing more comes within `patience`.
+fn scan(consumer: &BaseConsumer, anchor: &Anchor, patience: Duration) -> Scan {
+    let mut deadline = std::time::Instant::now() + patience;
+    let mut read_any = false;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => {
+                let offset = message.offset();
+                if offset == anchor.kafka_offset {
+                    return Scan::Found(message.payload().unwrap_or_default() == anchor.payload);
+                }
+                if offset > anchor.kafka_offset {
+                    return if read_any {
+                        Scan::SkippedOver
+                    } else {
+                        Scan::StartsAfter
+                    };
+                }
+                read_any = true;
+                deadline = std::time::Instant::now() + patience;
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => return Scan::EndedBefore,
+            Some(Err(err)) => {
+                tracing::debug!(%err, "epoch check: consume error");
+                if !read_any {
+                    return Scan::Nothing;
+                }
+            }
+            None => {}
+        }
+    }
+    Scan::Nothing
 }

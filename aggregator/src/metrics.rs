@@ -11,6 +11,7 @@ pub const CONSUMER_LAG: &str = "aggregator_consumer_lag";
 pub const PARKED: &str = "aggregator_parked_total";
 pub const FENCED: &str = "aggregator_fenced_total";
 pub const REWINDS: &str = "aggregator_rewinds_total";
+pub const EPOCHS: &str = "aggregator_topic_epochs_total";
 pub const CLICKS: &str = "aggregator_clicks_total";
 pub const CONVERSIONS: &str = "aggregator_conversions_total";
 pub const COMMISSION_EARNED: &str = "aggregator_commission_earned_cents_total";
@@ -45,6 +46,10 @@ pub fn register() {
     describe_counter!(
         REWINDS,
         "Partitions whose fetch did not continue where the sinks stand and were rewound, by topic."
+    );
+    describe_counter!(
+        EPOCHS,
+        "Partitions found holding another log than the sinks' positions came from (topic re-created, broker back empty), applied as a new epoch from its start, by topic."
     );
     describe_counter!(CLICKS, "Clicks written, by final verdict.");
     describe_counter!(CONVERSIONS, "Conversions applied, by type.");
@@ -81,6 +86,7 @@ fn start_at_zero() {
     for topic in ["clicks", "conversions"] {
         counter!(EVENTS_CONSUMED, "topic" => topic).increment(0);
         counter!(REWINDS, "topic" => topic).increment(0);
+        counter!(EPOCHS, "topic" => topic).increment(0);
     }
     for (sink, topic) in SINKS {
         counter!(SINK_ROWS, "sink" => sink, "topic" => topic).increment(0);

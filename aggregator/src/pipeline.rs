@@ -4,16 +4,22 @@
 //! fenced batch (another instance moved a partition's progress) is retried against
 //! fresh positions, which skips what is already applied. After each write, Kafka is
 //! told where the sinks stand (a hint for the next fetch, never trusted).
+//!
+//! Before records of a partition are applied or skipped, the partition's log is checked
+//! to be the one the positions came from (once per assignment, after any broker trouble,
+//! and when a fetch goes back below the sinks by itself): the broker must still hold the
+//! last record Postgres applied. When it does not, a new epoch begins (see
+//! [`crate::positions::begin_epoch`]) and the new log is applied from its start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::consume::{Polled, Record, Rewind, TopicConsumer};
+use crate::consume::{Held, Polled, Record, Rewind, TopicConsumer};
 use crate::metrics as m;
-use crate::positions::Positions;
+use crate::positions::{self, Positions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -61,6 +67,9 @@ pub trait BatchSink {
         prepared: &Self::Prepared,
         positions: &mut Positions,
     ) -> impl Future<Output = Result<(), ApplyError>> + Send;
+
+    /// The stores an epoch change moves: Postgres, ClickHouse, and the topic's name.
+    fn stores(&self) -> (&sqlx::PgPool, &clickhouse::Client, &str);
 }
 
 pub struct Limits {
@@ -80,9 +89,48 @@ struct Cursor {
     /// Where a partition's data now starts, when retention deleted messages the sinks
     /// never got (logged, counted, accepted).
     floor: HashMap<i32, i64>,
+    /// Partitions whose log was found to be the positions' own, with the offset expected
+    /// at the time.
+    checked: HashMap<i32, i64>,
 }
 
 impl Cursor {
+    fn expected(&self, partition: i32, positions: &Positions) -> i64 {
+        self.next.get(&partition).copied().unwrap_or_else(|| {
+            let floor = self.floor.get(&partition).copied().unwrap_or(0);
+            positions.first_needed(partition).max(floor)
+        })
+    }
+
+    /// Partitions of `batch` whose log must be checked before their records are used:
+    /// not checked yet, or fetched back below the sinks without a rewind of ours.
+    fn to_check(&self, batch: &[Record], positions: &Positions) -> BTreeSet<i32> {
+        let mut first: BTreeMap<i32, i64> = BTreeMap::new();
+        for record in batch {
+            first.entry(record.partition).or_insert(record.offset);
+        }
+        first
+            .into_iter()
+            .filter(|(p, offset)| {
+                let expected = self.expected(*p, positions);
+                match self.checked.get(p) {
+                    None => true,
+                    Some(at) => {
+                        *offset < expected && !self.depth.contains_key(p) && *at != expected
+                    }
+                }
+            })
+            .map(|(p, _)| p)
+            .collect()
+    }
+
+    /// After a new epoch: `partition` starts afresh from the positions.
+    fn forget(&mut self, partition: i32) {
+        self.next.remove(&partition);
+        self.depth.remove(&partition);
+        self.floor.remove(&partition);
+    }
+
     /// Splits a batch into the records that continue where expected, in order, and the
     /// partitions that jumped ahead (with the offset expected). Records already behind
     /// the sinks are dropped. Fetching may restart anywhere after a crash or a
@@ -143,7 +191,7 @@ pub async fn run<S: BatchSink>(
     loop {
         // With a batch in flight, a quiet topic must not keep it from the sinks.
         let idle_after = in_flight.as_ref().map(|_| limits.max_wait);
-        let batch = match consumer
+        let mut batch = match consumer
             .next_batch(limits.max_events, limits.max_wait, idle_after, &cancel)
             .await
         {
@@ -161,8 +209,30 @@ pub async fn run<S: BatchSink>(
             positions.invalidate();
             cursor = Cursor::default();
         }
+        if consumer.take_suspect() {
+            cursor.checked.clear();
+        }
         if !load(&sink, &mut positions, &consumer, &cancel).await {
             return;
+        }
+        positions.to_logical(&mut batch);
+        let to_check = cursor.to_check(&batch, &positions);
+        if !to_check.is_empty() {
+            // What is in flight was fetched before the doubt: it goes to the sinks first,
+            // so that a new epoch starts past it.
+            if !write(&sink, in_flight.take(), &mut positions, &consumer, &cancel).await {
+                return;
+            }
+            consumer.commit_hint(&positions.both());
+            check_logs(
+                &sink,
+                &consumer,
+                &mut cursor,
+                &mut positions,
+                &mut batch,
+                to_check,
+            )
+            .await;
         }
         let snapshot = positions.clone();
         let written = write(&sink, in_flight.take(), &mut positions, &consumer, &cancel);
@@ -187,6 +257,111 @@ pub async fn run<S: BatchSink>(
     )
     .await;
     consumer.commit_hint(&positions.both());
+}
+
+/// Checks the log of each partition in `partitions` (see the module's comment). A new
+/// epoch re-bases the partition's records in `batch`; records of a partition that could
+/// not be checked are left for a refetch, never applied or skipped unchecked.
+async fn check_logs<S: BatchSink>(
+    sink: &S,
+    consumer: &TopicConsumer,
+    cursor: &mut Cursor,
+    positions: &mut Positions,
+    batch: &mut Vec<Record>,
+    partitions: BTreeSet<i32>,
+) {
+    // The checks read the broker, each with a consumer of its own: all at once.
+    let checks = partitions.iter().map(|partition| {
+        let anchor = positions.anchor(*partition);
+        async move {
+            match anchor {
+                None => Held::Yes,
+                Some(anchor) => consumer.holds(*partition, &anchor).await,
+            }
+        }
+    });
+    let held = futures::future::join_all(checks).await;
+    let mut unchecked = BTreeSet::new();
+    for (partition, held) in partitions.into_iter().zip(held) {
+        let ok = match held {
+            Held::Yes => true,
+            Held::No => {
+                let begun = begin_epoch(sink, consumer, positions, batch, partition).await;
+                if begun {
+                    cursor.forget(partition);
+                }
+                begun
+            }
+            Held::Unknown => {
+                tracing::warn!(
+                    topic = consumer.topic(),
+                    partition,
+                    "cannot tell whether the log is the one the sinks applied; trying again"
+                );
+                false
+            }
+        };
+        if ok {
+            let expected = cursor.expected(partition, positions);
+            cursor.checked.insert(partition, expected);
+        } else {
+            unchecked.insert(partition);
+        }
+    }
+    if unchecked.is_empty() {
+        return;
+    }
+    batch.retain(|r| !unchecked.contains(&r.partition));
+    for partition in unchecked {
+        let expected = positions.to_kafka(partition, cursor.expected(partition, positions));
+        if let Err(err) = consumer.rewind(partition, expected, 0).await {
+            tracing::warn!(
+                topic = consumer.topic(),
+                partition,
+                "cannot rewind: {err:#}"
+            );
+        }
+    }
+}
+
+/// Moves `partition` into a new epoch; whether it did (not fenced, no store error).
+async fn begin_epoch<S: BatchSink>(
+    sink: &S,
+    consumer: &TopicConsumer,
+    positions: &mut Positions,
+    batch: &mut [Record],
+    partition: i32,
+) -> bool {
+    let (pool, clickhouse, topic) = sink.stores();
+    let old_base = positions.base(partition);
+    match positions::begin_epoch(pool, clickhouse, topic, partition, positions).await {
+        Ok(Some(lost)) => {
+            let base = positions.base(partition);
+            metrics::counter!(m::EPOCHS, "topic" => consumer.stream()).increment(1);
+            tracing::error!(
+                topic,
+                partition,
+                base,
+                lost_for_clickhouse = lost,
+                "the partition holds another log than the sinks applied (topic re-created, \
+                 or the broker came back empty); applying it as a new epoch from its start"
+            );
+            for record in batch.iter_mut().filter(|r| r.partition == partition) {
+                record.offset += base - old_base;
+            }
+            true
+        }
+        Ok(None) => {
+            tracing::warn!(topic, partition, "new epoch fenced; re-reading positions");
+            positions.invalidate();
+            false
+        }
+        Err(err) => {
+            tracing::error!(topic, partition, "cannot begin a new epoch: {err:#}");
+            positions.invalidate();
+            false
+        }
+    }
 }
 
 async fn load<S: BatchSink>(
@@ -270,7 +445,8 @@ async fn prepare<S: BatchSink>(
         for (partition, expected) in gaps {
             metrics::counter!(m::REWINDS, "topic" => consumer.stream()).increment(1);
             let depth = cursor.next_depth(partition);
-            match consumer.rewind(partition, expected, depth).await {
+            let kafka_expected = positions.to_kafka(partition, expected);
+            match consumer.rewind(partition, kafka_expected, depth).await {
                 Ok(Rewind::Seeked) => {
                     tracing::warn!(
                         topic = consumer.topic(),
@@ -284,10 +460,12 @@ async fn prepare<S: BatchSink>(
                     tracing::error!(
                         topic = consumer.topic(),
                         partition,
-                        missing = first_available - expected,
+                        missing = first_available - kafka_expected,
                         "messages were deleted by retention before the sinks had them"
                     );
-                    cursor.floor.insert(partition, first_available);
+                    cursor
+                        .floor
+                        .insert(partition, first_available + positions.base(partition));
                     lost.push(partition);
                 }
                 Err(err) => tracing::warn!(
@@ -330,5 +508,49 @@ async fn pause(cancel: &CancellationToken, backoff: &mut Duration) -> bool {
     tokio::select! {
         () = cancel.cancelled() => false,
         () = tokio::time::sleep(wait) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(partition: i32, offsets: std::ops::Range<i64>) -> Vec<Record> {
+        offsets
+            .map(|offset| Record {
+                partition,
+                offset,
+                payload: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_partition_is_checked_first_then_only_when_fetched_back_by_itself() {
+        let positions = Positions::default();
+        let mut cursor = Cursor::default();
+        let batch: Vec<Record> = records(0, 0..5)
+            .into_iter()
+            .chain(records(1, 0..5))
+            .collect();
+        assert_eq!(cursor.to_check(&batch, &positions), BTreeSet::from([0, 1]));
+
+        cursor.checked.insert(0, 0);
+        let (continuing, _) = cursor.split(&records(0, 0..12), &positions);
+        assert_eq!(continuing.len(), 12);
+        assert!(cursor.to_check(&records(0, 12..20), &positions).is_empty());
+
+        // Back below the sinks without a rewind of ours: checked again, once.
+        assert_eq!(
+            cursor.to_check(&records(0, 3..20), &positions),
+            BTreeSet::from([0])
+        );
+        cursor.checked.insert(0, 12);
+        assert!(cursor.to_check(&records(0, 3..20), &positions).is_empty());
+
+        // Back below because this instance rewound: expected.
+        cursor.checked.insert(0, 0);
+        cursor.next_depth(0);
+        assert!(cursor.to_check(&records(0, 3..20), &positions).is_empty());
     }
 }

@@ -46,6 +46,7 @@ const QUIET: &[(&str, &str)] = &[
     ("Consumer lag per partition", "A"),
     ("Fences and rewinds", "A"),
     ("Fences and rewinds", "B"),
+    ("Fences and rewinds", "C"),
     ("Server error ratio", "A"),
 ];
 

@@ -48,6 +48,10 @@ impl FromMessage for PreparedClick {
 impl BatchSink for ClickSink {
     type Prepared = Vec<PreparedClick>;
 
+    fn stores(&self) -> (&PgPool, &Client, &str) {
+        (&self.pool, &self.clickhouse, &self.topic)
+    }
+
     async fn load_positions(&self, positions: &mut Positions) -> anyhow::Result<()> {
         positions
             .load(&self.pool, &self.clickhouse, &self.topic)
@@ -144,9 +148,7 @@ impl ClickSink {
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
         let needed = positions.missing_from(Sink::Postgres, clicks);
-        let moves = positions::moves(needed.iter().map(|c| &c.record), |p| {
-            positions.postgres_next(p)
-        });
+        let moves = positions.postgres_moves(needed.iter().map(|c| &c.record));
         if moves.is_empty() {
             return Ok(());
         }
@@ -181,8 +183,8 @@ impl ClickSink {
         parked::insert(&mut tx, &self.topic, "clicks", &undecodable).await?;
         tx.commit().await?;
         m::sink_write("postgres", "clicks", started, moves.len());
-        for m in moves {
-            positions.set_postgres(m.partition, m.next);
+        for applied in &moves {
+            positions.set_postgres(applied);
         }
         Ok(())
     }

@@ -43,6 +43,10 @@ impl FromMessage for PreparedConversion {
 impl BatchSink for ConversionSink {
     type Prepared = Vec<PreparedConversion>;
 
+    fn stores(&self) -> (&PgPool, &Client, &str) {
+        (&self.pool, &self.clickhouse, &self.topic)
+    }
+
     async fn load_positions(&self, positions: &mut Positions) -> anyhow::Result<()> {
         positions
             .load(&self.pool, &self.clickhouse, &self.topic)
@@ -81,9 +85,7 @@ impl ConversionSink {
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
         let needed = positions.missing_from(Sink::Postgres, batch);
-        let moves = positions::moves(needed.iter().map(|c| &c.record), |p| {
-            positions.postgres_next(p)
-        });
+        let moves = positions.postgres_moves(needed.iter().map(|c| &c.record));
         if moves.is_empty() {
             return Ok(());
         }
@@ -144,8 +146,8 @@ impl ConversionSink {
             metrics::counter!(m::COMMISSION_REVERSED)
                 .increment(cents(delta.reversed).max(0) as u64);
         }
-        for m in moves {
-            positions.set_postgres(m.partition, m.next);
+        for applied in &moves {
+            positions.set_postgres(applied);
         }
         Ok(())
     }

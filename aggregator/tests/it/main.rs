@@ -1,6 +1,7 @@
 //! aggregator's integration tests, against the real local stack.
 
 mod crash;
+mod epochs;
 mod ops;
 mod pipeline;
 
@@ -60,11 +61,15 @@ pub type Ends = HashMap<(String, i32), i64>;
 
 impl Producer {
     pub fn new(stack: &TestStack) -> Self {
+        Self::on(&stack.kafka)
+    }
+
+    pub fn on(kafka: &reftrack_common::config::KafkaConfig) -> Self {
         Self {
-            producer: reftrack_events::kafka::producer_config(&stack.kafka)
+            producer: reftrack_events::kafka::producer_config(kafka)
                 .create()
                 .unwrap(),
-            stack_partitions: stack.kafka.partitions,
+            stack_partitions: kafka.partitions,
             ends: Mutex::default(),
         }
     }
