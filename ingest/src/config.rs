@@ -117,6 +117,11 @@ pub struct Config {
     #[arg(long = "spill-max-bytes", env = "SPILL_MAX_BYTES", default_value_t = 1 << 30)]
     pub spill_max_bytes: u64,
 
+    /// Free space the spill leaves on its disk; below it clicks are dropped and counted
+    /// rather than fill the disk.
+    #[arg(long = "spill-min-free-bytes", env = "SPILL_MIN_FREE_BYTES", default_value_t = 256 << 20)]
+    pub spill_min_free_bytes: u64,
+
     /// How long a conversion may wait for the broker's acknowledgement before a 503.
     #[arg(long = "conversion-ack-timeout-ms", env = "CONVERSION_ACK_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub conversion_ack_timeout_ms: u64,

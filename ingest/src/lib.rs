@@ -69,8 +69,12 @@ impl App {
         reftrack_store::postgres::migrate(&pool).await?;
         let (directory, refresher) = Directory::load(pool.clone()).await?;
 
-        let spill = Spill::open(&config.spill_dir, config.spill_max_bytes)
-            .with_context(|| format!("open SPILL_DIR {}", config.spill_dir.display()))?;
+        let spill = Spill::open(
+            &config.spill_dir,
+            config.spill_max_bytes,
+            config.spill_min_free_bytes,
+        )
+        .with_context(|| format!("open SPILL_DIR {}", config.spill_dir.display()))?;
         let clicks = Arc::new(ClickProducer::new(
             &ClickProducerConfig {
                 kafka: &config.kafka,
@@ -217,6 +221,8 @@ impl Recovery {
             }
             ::metrics::gauge!(metrics::QUEUE_DEPTH).set(f64::from(self.clicks.queue_depth()));
             ::metrics::gauge!(metrics::SPILL_BYTES).set(self.clicks.spill().bytes() as f64);
+            ::metrics::gauge!(metrics::SPILL_FREE_BYTES)
+                .set(self.clicks.spill().free_bytes() as f64);
             self.renew_producers().await;
             // A broker that does not answer keeps clicks in the spill until it does.
             let Ok(missing) = self.probe.missing_topics(&topics).await else {

@@ -9,6 +9,7 @@ pub const EVENTS_REPLAYED: &str = "ingest_events_replayed_total";
 pub const EVENTS_DROPPED: &str = "ingest_events_dropped_total";
 pub const QUEUE_DEPTH: &str = "ingest_producer_queue_depth";
 pub const SPILL_BYTES: &str = "ingest_spill_bytes";
+pub const SPILL_FREE_BYTES: &str = "ingest_spill_free_bytes";
 pub const BROKER_RTT: &str = "ingest_broker_rtt_seconds";
 pub const CONVERSIONS: &str = "ingest_conversions_total";
 pub const DIRECTORY_CODES: &str = "ingest_directory_codes";
@@ -35,13 +36,17 @@ pub fn register() {
     describe_counter!(EVENTS_REPLAYED, "Spilled clicks replayed to the broker.");
     describe_counter!(
         EVENTS_DROPPED,
-        "Clicks dropped because the spill reached its cap."
+        "Clicks dropped because they could not be spilled, by reason (spill_cap, disk)."
     );
     describe_gauge!(
         QUEUE_DEPTH,
         "Clicks queued in the producer and not yet acknowledged."
     );
     describe_gauge!(SPILL_BYTES, "Bytes of clicks waiting in the spill.");
+    describe_gauge!(
+        SPILL_FREE_BYTES,
+        "Free bytes on the spill's file system (below SPILL_MIN_FREE_BYTES clicks that would spill are dropped)."
+    );
     describe_gauge!(
         BROKER_RTT,
         metrics::Unit::Seconds,
@@ -68,6 +73,8 @@ pub fn register() {
 
 fn start_at_zero() {
     use metrics::counter;
+
+    use crate::spill::Dropped;
     use reftrack_events::{ClickVerdict, ConversionKind};
     for verdict in ClickVerdict::ALL {
         counter!(CLICKS, "verdict" => verdict.as_str()).increment(0);
@@ -77,13 +84,11 @@ fn start_at_zero() {
         counter!(EVENTS_FAILED, "topic" => topic).increment(0);
         counter!(PRODUCERS_RENEWED, "topic" => topic).increment(0);
     }
-    for name in [
-        EVENTS_SPILLED,
-        EVENTS_REPLAYED,
-        EVENTS_DROPPED,
-        TOPICS_RECREATED,
-    ] {
+    for name in [EVENTS_SPILLED, EVENTS_REPLAYED, TOPICS_RECREATED] {
         counter!(name).increment(0);
+    }
+    for reason in [Dropped::Cap, Dropped::Disk] {
+        counter!(EVENTS_DROPPED, "reason" => reason.as_str()).increment(0);
     }
     for kind in ConversionKind::ALL {
         for outcome in ["accepted", "unavailable"] {

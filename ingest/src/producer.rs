@@ -103,11 +103,15 @@ impl ProducerContext for ClickContext {
 }
 
 fn spill_click(spill: &Spill, key: &[u8], payload: &[u8]) {
-    if spill.append(key, payload) {
-        metrics::counter!(m::EVENTS_SPILLED).increment(1);
-    } else {
-        metrics::counter!(m::EVENTS_DROPPED).increment(1);
-        tracing::error!("spill is full: a click was dropped");
+    match spill.append(key, payload) {
+        Ok(()) => metrics::counter!(m::EVENTS_SPILLED).increment(1),
+        Err(reason) => {
+            metrics::counter!(m::EVENTS_DROPPED, "reason" => reason.as_str()).increment(1);
+            tracing::error!(
+                reason = reason.as_str(),
+                "a click could not be spilled and was dropped"
+            );
+        }
     }
 }
 
@@ -217,7 +221,7 @@ impl ClickProducer {
             .closed_segments()
             .context("list spill segments")?;
         for segment in segments {
-            let mut done = spill::read_cursor(&segment);
+            let mut done = self.spill().replayed(&segment);
             let path = segment.clone();
             let records = tokio::task::spawn_blocking(move || spill::read_segment(&path, done))
                 .await?
@@ -226,7 +230,10 @@ impl ClickProducer {
                 self.replay_chunk(chunk).await;
                 self.wait_for_replayed(wait_per_chunk).await?;
                 done += chunk.len() as u64;
-                spill::write_cursor(&segment, done).context("save the spill cursor")?;
+                if let Err(err) = self.spill().mark_replayed(&segment, done) {
+                    // Replay goes on from memory; only a restart would repeat this chunk.
+                    tracing::warn!(%err, segment = %segment.display(), "cannot save the spill cursor");
+                }
             }
             self.spill()
                 .remove(&segment)
