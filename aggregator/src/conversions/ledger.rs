@@ -186,14 +186,17 @@ pub const ALREADY_REFERRED: &str = "user already referred";
 pub const UNKNOWN_ORIGINAL: &str = "unknown original purchase";
 pub const REFUND_TOO_LARGE: &str = "refund exceeds the purchase's remaining amount";
 pub const UNDECODABLE: &str = "undecodable";
+/// Postgres refused the message's data (e.g. an amount beyond its columns).
+pub const REJECTED: &str = "rejected by the database";
 /// Every reason a conversion is parked for.
-pub const PARK_REASONS: [&str; 6] = [
+pub const PARK_REASONS: [&str; 7] = [
     UNKNOWN_CODE,
     INACTIVE,
     ALREADY_REFERRED,
     UNKNOWN_ORIGINAL,
     REFUND_TOO_LARGE,
     UNDECODABLE,
+    REJECTED,
 ];
 
 /// `amount × rate%`, rounded half-even to cents.

@@ -72,13 +72,86 @@ impl BatchSink for ConversionSink {
         batch: &Vec<PreparedConversion>,
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        self.write_postgres(batch, positions).await?;
+        match self.write_postgres(batch, positions).await {
+            Err(ApplyError::Failed(err)) if rejected_data(&err) => {
+                tracing::warn!(
+                    topic = %self.topic,
+                    "Postgres rejects a message of the batch; applying it one message at a time: {err:#}"
+                );
+                self.write_postgres_one_by_one(batch, positions).await?;
+            }
+            outcome => outcome?,
+        }
         self.write_clickhouse(batch, positions).await?;
         Ok(())
     }
 }
 
+/// Whether Postgres refused the data itself (out of range, a check failed), which no
+/// retry changes, rather than failing to take it (connection, lock, fence).
+fn rejected_data(err: &anyhow::Error) -> bool {
+    let Some(sqlx::Error::Database(db)) = err.downcast_ref::<sqlx::Error>() else {
+        return false;
+    };
+    db.code()
+        .is_some_and(|code| code.starts_with("22") || code == "23502" || code == "23514")
+}
+
 impl ConversionSink {
+    /// Each message in a transaction of its own: one whose data Postgres rejects is
+    /// parked with that reason, and the ones after it are applied.
+    async fn write_postgres_one_by_one(
+        &self,
+        batch: &[PreparedConversion],
+        positions: &mut Positions,
+    ) -> Result<(), ApplyError> {
+        for conversion in batch {
+            match self
+                .write_postgres(std::slice::from_ref(conversion), positions)
+                .await
+            {
+                Err(ApplyError::Failed(err)) if rejected_data(&err) => {
+                    tracing::error!(
+                        topic = %self.topic,
+                        partition = conversion.record.partition,
+                        offset = conversion.record.offset,
+                        "Postgres rejects this message; parked: {err:#}"
+                    );
+                    self.park_rejected(conversion, positions).await?;
+                }
+                outcome => outcome?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn park_rejected(
+        &self,
+        conversion: &PreparedConversion,
+        positions: &mut Positions,
+    ) -> Result<(), ApplyError> {
+        let needed = positions.missing_from(Sink::Postgres, std::slice::from_ref(conversion));
+        let moves = positions.postgres_moves(needed.iter().map(|c| &c.record));
+        if moves.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        if !positions::advance_postgres(&mut tx, &self.topic, &moves).await? {
+            return Err(ApplyError::Fenced);
+        }
+        let parked = Parked {
+            reason: ledger::REJECTED,
+            event_id: conversion.event.as_ref().map(|e| e.event_id.clone()),
+            ..Parked::undecodable(&conversion.record)
+        };
+        parked::insert(&mut tx, &self.topic, "conversions", &[parked]).await?;
+        tx.commit().await?;
+        for applied in &moves {
+            positions.set_postgres(applied);
+        }
+        Ok(())
+    }
+
     async fn write_postgres(
         &self,
         batch: &[PreparedConversion],

@@ -347,3 +347,43 @@ async fn a_restart_resumes_from_the_sinks_without_recounting() {
         assert_eq!((stats.raw_clicks, stats.valid_clicks), (expected, expected));
     }
 }
+
+#[tokio::test]
+async fn an_event_postgres_rejects_is_parked_and_the_batch_goes_on() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "HUGE", "10").await;
+    let server = spawn(&config(&stack)).await;
+    let producer = Producer::new(&stack);
+    let conversions = &stack.kafka.conversions_topic;
+    let now = Utc::now().to_rfc3339();
+    let purchase = |event_id: &str, amount: &str| {
+        conversion(
+            json!({"event_id": event_id, "type": "purchase", "user_id": 9, "referral_code": "HUGE",
+            "amount": amount, "currency": "USD", "occurred_at": now, "received_at": now}),
+        )
+    };
+    // Between two good purchases, in one batch, one beyond the ledger's NUMERIC(12, 2)
+    // (ingest refuses such amounts; another producer of the topic may not).
+    for (event_id, amount) in [
+        ("p-1", "10.00"),
+        ("p-huge", "99999999999.99"),
+        ("p-2", "30.00"),
+    ] {
+        let (key, payload) = purchase(event_id, amount);
+        producer.send(conversions, &key, &payload).await;
+    }
+    drained(&stack, &producer.ends()).await;
+
+    let parked: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT reason, event_id FROM parked_events")
+            .fetch_all(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        parked,
+        vec![("rejected by the database".into(), Some("p-huge".into()))]
+    );
+    assert_eq!(ledger_sums(&stack, id).await, (dec!(4.00), dec!(0)));
+    assert_eq!(rollup(&stack, id).await.purchases, 2);
+    server.stop().await.unwrap();
+}
