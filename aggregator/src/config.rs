@@ -6,6 +6,19 @@ use reftrack_common::config::{
     ClickHouseConfig, CommonConfig, ConfigError, KafkaConfig, PostgresConfig, RedisConfig, Validate,
 };
 
+/// How the partitions of each topic are shared among aggregator instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Assignment {
+    /// Instance `i` of `n` takes the partitions `p` with `p % n == i`, itself: no group
+    /// coordinator is involved, so a restarted instance drains at once, however many of
+    /// its predecessors were killed (tansu 0.6 left the last live group member without
+    /// partitions after kill -9 storms).
+    Static,
+    /// The Kafka consumer group shares them out and moves them when instances come and
+    /// go (Apache Kafka).
+    Group,
+}
+
 /// aggregator's configuration, from the environment (or the matching flags).
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -35,6 +48,19 @@ pub struct Config {
         default_value = "127.0.0.1:8090"
     )]
     pub addr: SocketAddr,
+
+    /// How partitions are shared among instances: static (this instance takes its share
+    /// itself) or group (the Kafka consumer group hands them out).
+    #[arg(long = "assignment", env = "AGGREGATOR_ASSIGNMENT", value_enum, default_value_t = Assignment::Static)]
+    pub assignment: Assignment,
+
+    /// With static assignment: which instance this is, from 0.
+    #[arg(long = "instance", env = "AGGREGATOR_INSTANCE", default_value_t = 0)]
+    pub instance: u32,
+
+    /// With static assignment: how many instances share the partitions.
+    #[arg(long = "instances", env = "AGGREGATOR_INSTANCES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub instances: u32,
 
     /// Kafka consumer group (suffixed per topic). Progress lives in the sinks, so renaming it replays nothing.
     #[arg(
@@ -76,6 +102,15 @@ impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.group.is_empty() {
             return Err(ConfigError::new("AGGREGATOR_GROUP", "must not be empty"));
+        }
+        if self.assignment == Assignment::Static && self.instance >= self.instances {
+            return Err(ConfigError::new(
+                "AGGREGATOR_INSTANCE",
+                format!(
+                    "must be below AGGREGATOR_INSTANCES ({}): instances are numbered from 0",
+                    self.instances
+                ),
+            ));
         }
         Ok(())
     }

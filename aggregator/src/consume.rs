@@ -21,9 +21,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::Config;
 use crate::metrics as m;
 use crate::positions::Anchor;
+use crate::{Assignment, Config};
 
 /// What [`TopicConsumer::next_batch`] got.
 pub enum Polled {
@@ -114,6 +114,8 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
 
 pub struct TopicConsumer {
     consumer: Arc<StreamConsumer<GroupContext>>,
+    /// With static assignment, this instance's number and the number of instances.
+    share: Option<(u32, u32)>,
     brokers: String,
     topic: String,
     stream: &'static str,
@@ -145,11 +147,18 @@ impl TopicConsumer {
                 .set("queued.max.messages.kbytes", "65536")
                 .create_with_context(context)
                 .context("create the Kafka consumer")?;
-        consumer
-            .subscribe(&[topic])
-            .with_context(|| format!("subscribe to {topic}"))?;
+        let share = match config.assignment {
+            Assignment::Static => Some((config.instance, config.instances)),
+            Assignment::Group => {
+                consumer
+                    .subscribe(&[topic])
+                    .with_context(|| format!("subscribe to {topic}"))?;
+                None
+            }
+        };
         Ok(Self {
             consumer: Arc::new(consumer),
+            share,
             brokers: config.kafka.brokers.clone(),
             topic: topic.to_string(),
             stream,
@@ -165,6 +174,46 @@ impl TopicConsumer {
     /// The metric label: `clicks` or `conversions`.
     pub fn stream(&self) -> &'static str {
         self.stream
+    }
+
+    /// Whether this instance takes its partitions itself ([`Self::claim`]).
+    pub fn claims_partitions(&self) -> bool {
+        self.share.is_some()
+    }
+
+    /// With static assignment: takes this instance's share of the topic's partitions,
+    /// each from the Kafka offset `start` gives (where the sinks stand).
+    pub async fn claim(&self, start: impl Fn(i32) -> i64) -> anyhow::Result<()> {
+        let Some((instance, instances)) = self.share else {
+            return Ok(());
+        };
+        let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
+        let partitions: Vec<i32> = tokio::task::spawn_blocking(move || {
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .context("fetch the topic's partitions")?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions");
+            Ok(partitions)
+        })
+        .await??;
+        let mut tpl = TopicPartitionList::new();
+        let mine: Vec<i32> = partitions
+            .into_iter()
+            .filter(|p| *p as u32 % instances == instance)
+            .collect();
+        for p in &mine {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(start(*p).max(0)))?;
+        }
+        self.consumer.assign(&tpl).context("assign partitions")?;
+        self.reassigned.store(true, Ordering::Release);
+        tracing::info!(topic = %self.topic, instance, instances, partitions = ?mine, "partitions claimed");
+        Ok(())
     }
 
     /// Whether partitions moved since the last call.

@@ -25,7 +25,7 @@ use reftrack_common::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::Config;
+pub use config::{Assignment, Config};
 
 use crate::clicks::ClickSink;
 use crate::clicks::verdicts::Verdicts;

@@ -186,6 +186,9 @@ pub async fn run<S: BatchSink>(
     cancel: CancellationToken,
 ) {
     let mut positions = Positions::default();
+    if consumer.claims_partitions() && !claim(&sink, &consumer, &mut positions, &cancel).await {
+        return;
+    }
     let mut cursor = Cursor::default();
     let mut in_flight: Option<S::Prepared> = None;
     loop {
@@ -360,6 +363,35 @@ async fn begin_epoch<S: BatchSink>(
             tracing::error!(topic, partition, "cannot begin a new epoch: {err:#}");
             positions.invalidate();
             false
+        }
+    }
+}
+
+/// With static assignment: takes this instance's partitions where the sinks stand,
+/// retrying until the broker answers; `false` when cancelled first.
+async fn claim<S: BatchSink>(
+    sink: &S,
+    consumer: &TopicConsumer,
+    positions: &mut Positions,
+    cancel: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if !load(sink, positions, consumer, cancel).await {
+            return false;
+        }
+        let start = |p| positions.to_kafka(p, positions.first_needed(p));
+        match consumer.claim(start).await {
+            Ok(()) => return true,
+            Err(err) => {
+                tracing::error!(
+                    topic = consumer.topic(),
+                    "cannot claim partitions, retrying in {backoff:?}: {err:#}"
+                );
+                if !pause(cancel, &mut backoff).await {
+                    return false;
+                }
+            }
         }
     }
 }
