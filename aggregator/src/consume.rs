@@ -181,14 +181,13 @@ impl TopicConsumer {
         self.share.is_some()
     }
 
-    /// With static assignment: takes this instance's share of the topic's partitions,
-    /// each from the Kafka offset `start` gives (where the sinks stand).
-    pub async fn claim(&self, start: impl Fn(i32) -> i64) -> anyhow::Result<()> {
+    /// With static assignment: this instance's share of the topic's partitions.
+    pub async fn share(&self) -> anyhow::Result<Vec<i32>> {
         let Some((instance, instances)) = self.share else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
-        let partitions: Vec<i32> = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let metadata = consumer
                 .fetch_metadata(Some(&topic), Duration::from_secs(10))
                 .context("fetch the topic's partitions")?;
@@ -199,20 +198,23 @@ impl TopicConsumer {
                 .flat_map(|t| t.partitions().iter().map(|p| p.id()))
                 .collect();
             anyhow::ensure!(!partitions.is_empty(), "topic {topic} has no partitions");
-            Ok(partitions)
+            Ok(partitions
+                .into_iter()
+                .filter(|p| *p as u32 % instances == instance)
+                .collect())
         })
-        .await??;
+        .await?
+    }
+
+    /// Fetches `partitions` from here on, each from the Kafka offset `start` gives.
+    pub fn claim(&self, partitions: &[i32], start: impl Fn(i32) -> i64) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
-        let mine: Vec<i32> = partitions
-            .into_iter()
-            .filter(|p| *p as u32 % instances == instance)
-            .collect();
-        for p in &mine {
+        for p in partitions {
             tpl.add_partition_offset(&self.topic, *p, Offset::Offset(start(*p).max(0)))?;
         }
         self.consumer.assign(&tpl).context("assign partitions")?;
         self.reassigned.store(true, Ordering::Release);
-        tracing::info!(topic = %self.topic, instance, instances, partitions = ?mine, "partitions claimed");
+        tracing::info!(topic = %self.topic, ?partitions, "partitions claimed");
         Ok(())
     }
 
@@ -372,16 +374,15 @@ fn anchor_check(
         .set("fetch.wait.max.ms", "100")
         .create()
         .context("create the epoch-check consumer")?;
-    // The first try includes connecting, on a machine that may be busy.
-    let mut patience = Duration::from_secs(2);
+    // An empty answer comes back within fetch.wait.max.ms; a second is plenty even for
+    // the first try, which connects too (and a try that gets nothing passes on to the next).
+    let patience = Duration::from_secs(1);
     for depth in CHECK_DEPTHS {
         let start = anchor.kafka_offset.saturating_sub(depth).max(0);
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(start))?;
         consumer.assign(&tpl)?;
-        let scanned = scan(&consumer, anchor, patience);
-        patience = Duration::from_secs(1);
-        match scanned {
+        match scan(&consumer, anchor, patience) {
             Scan::Found(same) => return Ok(if same { Held::Yes } else { Held::No }),
             // Offsets are never reused within a log, so a log that reads on from below
             // the anchor to past it without it, or ends before it, is another log.

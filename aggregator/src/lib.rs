@@ -161,6 +161,7 @@ impl App {
         served.context("serve HTTP")?;
         match ended {
             Some(Err(err)) if err.is_panic() => anyhow::bail!("a pipeline panicked: {err}"),
+            Some(Ok(Err(err))) => Err(err.context("a pipeline stopped")),
             _ => Ok(()),
         }
     }

@@ -179,17 +179,24 @@ impl Cursor {
 
 /// Runs until `cancel`; the batches in hand are finished first, so a graceful stop
 /// leaves nothing half done (a crash is covered by the positions kept in the sinks).
+/// Fails when this instance lost its hold on its partitions.
 pub async fn run<S: BatchSink>(
     consumer: TopicConsumer,
     sink: S,
     limits: Limits,
     cancel: CancellationToken,
-) {
+) -> anyhow::Result<()> {
     let mut positions = Positions::default();
-    if consumer.claims_partitions() && !claim(&sink, &consumer, &mut positions, &cancel).await {
-        return;
-    }
     let mut cursor = Cursor::default();
+    let mut hold = None;
+    if consumer.claims_partitions() {
+        let Some(claimed) = claim(&sink, &consumer, &mut positions, &cancel).await else {
+            return Ok(());
+        };
+        consumer.take_reassigned();
+        cursor.checked = claimed.checked;
+        hold = Some(claimed.hold);
+    }
     let mut in_flight: Option<S::Prepared> = None;
     loop {
         // With a batch in flight, a quiet topic must not keep it from the sinks.
@@ -201,13 +208,20 @@ pub async fn run<S: BatchSink>(
             Polled::Batch(batch) => batch,
             Polled::Idle => {
                 if !write(&sink, in_flight.take(), &mut positions, &consumer, &cancel).await {
-                    return;
+                    return Ok(());
                 }
                 consumer.commit_hint(&positions.both());
                 continue;
             }
             Polled::Cancelled => break,
         };
+        if let Some(hold) = hold.as_mut() {
+            anyhow::ensure!(
+                hold.still_held().await,
+                "lost the Postgres connection that holds this instance's partitions; \
+                 stopping, so that no other instance's writes overlap this one's"
+            );
+        }
         if consumer.take_reassigned() {
             positions.invalidate();
             cursor = Cursor::default();
@@ -216,7 +230,7 @@ pub async fn run<S: BatchSink>(
             cursor.checked.clear();
         }
         if !load(&sink, &mut positions, &consumer, &cancel).await {
-            return;
+            return Ok(());
         }
         positions.to_logical(&mut batch);
         let to_check = cursor.to_check(&batch, &positions);
@@ -224,7 +238,7 @@ pub async fn run<S: BatchSink>(
             // What is in flight was fetched before the doubt: it goes to the sinks first,
             // so that a new epoch starts past it.
             if !write(&sink, in_flight.take(), &mut positions, &consumer, &cancel).await {
-                return;
+                return Ok(());
             }
             consumer.commit_hint(&positions.both());
             check_logs(
@@ -242,12 +256,12 @@ pub async fn run<S: BatchSink>(
         let prepared = prepare(&sink, &consumer, &mut cursor, &batch, &snapshot, &cancel);
         let (written, prepared) = tokio::join!(written, prepared);
         if !written {
-            return;
+            return Ok(());
         }
         consumer.commit_hint(&positions.both());
         match prepared {
             Some(prepared) => in_flight = Some(prepared),
-            None => return,
+            None => return Ok(()),
         }
     }
     // Cancelled: write what is prepared, then stop.
@@ -260,6 +274,7 @@ pub async fn run<S: BatchSink>(
     )
     .await;
     consumer.commit_hint(&positions.both());
+    Ok(())
 }
 
 /// Checks the log of each partition in `partitions` (see the module's comment). A new
@@ -274,15 +289,7 @@ async fn check_logs<S: BatchSink>(
     partitions: BTreeSet<i32>,
 ) {
     // The checks read the broker, each with a consumer of its own: all at once.
-    let checks = partitions.iter().map(|partition| {
-        let anchor = positions.anchor(*partition);
-        async move {
-            match anchor {
-                None => Held::Yes,
-                Some(anchor) => consumer.holds(*partition, &anchor).await,
-            }
-        }
-    });
+    let checks = partitions.iter().map(|p| held(consumer, positions, *p));
     let held = futures::future::join_all(checks).await;
     let mut unchecked = BTreeSet::new();
     for (partition, held) in partitions.into_iter().zip(held) {
@@ -367,32 +374,132 @@ async fn begin_epoch<S: BatchSink>(
     }
 }
 
-/// With static assignment: takes this instance's partitions where the sinks stand,
-/// retrying until the broker answers; `false` when cancelled first.
+/// With static assignment: this instance's hold on its partitions, a Postgres advisory
+/// lock per partition on a connection of its own. Two instances given the same number
+/// (or overlapping shares) never both write a partition: the second waits. A killed
+/// instance's locks go with its connection.
+struct Hold {
+    connection: sqlx::PgConnection,
+}
+
+impl Hold {
+    /// Whether the locks are still held (checked before each batch, a round trip): with
+    /// the connection gone, another instance may take the partitions, so this one stops.
+    async fn still_held(&mut self) -> bool {
+        sqlx::Connection::ping(&mut self.connection).await.is_ok()
+    }
+}
+
+/// What [`claim`] got: the hold, and the partitions whose logs it checked (with the
+/// offset then expected).
+struct Claimed {
+    hold: Hold,
+    checked: HashMap<i32, i64>,
+}
+
+/// With static assignment: locks this instance's partitions (waiting while another
+/// instance holds one), then takes them where the sinks stand. `None` when cancelled.
 async fn claim<S: BatchSink>(
     sink: &S,
     consumer: &TopicConsumer,
     positions: &mut Positions,
     cancel: &CancellationToken,
-) -> bool {
+) -> Option<Claimed> {
     let mut backoff = Duration::from_millis(100);
     loop {
-        if !load(sink, positions, consumer, cancel).await {
-            return false;
-        }
-        let start = |p| positions.to_kafka(p, positions.first_needed(p));
-        match consumer.claim(start).await {
-            Ok(()) => return true,
+        match try_claim(sink, consumer, positions, cancel).await {
+            Ok(hold) => return hold,
             Err(err) => {
                 tracing::error!(
                     topic = consumer.topic(),
                     "cannot claim partitions, retrying in {backoff:?}: {err:#}"
                 );
                 if !pause(cancel, &mut backoff).await {
-                    return false;
+                    return None;
                 }
             }
         }
+    }
+}
+
+async fn try_claim<S: BatchSink>(
+    sink: &S,
+    consumer: &TopicConsumer,
+    positions: &mut Positions,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Option<Claimed>> {
+    let (pool, _, topic) = sink.stores();
+    let partitions = consumer.share().await?;
+    let mut connection = pool.acquire().await?.detach();
+    let mut waiting_logged = false;
+    for partition in &partitions {
+        loop {
+            let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1), $2)")
+                .bind(topic)
+                .bind(partition)
+                .fetch_one(&mut connection)
+                .await?;
+            if locked {
+                break;
+            }
+            if !waiting_logged {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    "another instance holds this partition (same AGGREGATOR_INSTANCE, or still \
+                     shutting down); waiting for it"
+                );
+                waiting_logged = true;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(None),
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+    // Read where the sinks stand only now: the previous holder wrote until it let go.
+    positions.invalidate();
+    if !load(sink, positions, consumer, cancel).await {
+        return Ok(None);
+    }
+    // Fetching starts where the sinks stand, so a log that came back shorter would never
+    // deliver a record to be checked by: each partition's log is checked first.
+    let checks = partitions.iter().map(|p| held(consumer, positions, *p));
+    let verdicts = futures::future::join_all(checks).await;
+    for (partition, verdict) in partitions.iter().zip(verdicts) {
+        match verdict {
+            Held::Yes => {}
+            Held::No => {
+                anyhow::ensure!(
+                    begin_epoch(sink, consumer, positions, &mut [], *partition).await,
+                    "cannot begin a new epoch in partition {partition}"
+                );
+            }
+            Held::Unknown => {
+                anyhow::bail!(
+                    "cannot tell whether partition {partition} holds what the sinks applied"
+                )
+            }
+        }
+    }
+    consumer.claim(&partitions, |p| {
+        positions.to_kafka(p, positions.first_needed(p))
+    })?;
+    Ok(Some(Claimed {
+        hold: Hold { connection },
+        checked: partitions
+            .iter()
+            .map(|p| (*p, positions.first_needed(*p)))
+            .collect(),
+    }))
+}
+
+/// Whether `partition`'s log still holds the last record Postgres applied (yes when
+/// nothing was applied yet).
+async fn held(consumer: &TopicConsumer, positions: &Positions, partition: i32) -> Held {
+    match positions.anchor(partition) {
+        None => Held::Yes,
+        Some(anchor) => consumer.holds(partition, &anchor).await,
     }
 }
 

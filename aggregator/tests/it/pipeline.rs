@@ -387,3 +387,41 @@ async fn an_event_postgres_rejects_is_parked_and_the_batch_goes_on() {
     assert_eq!(rollup(&stack, id).await.purchases, 2);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn two_instances_given_the_same_partitions_never_count_twice() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "TWICE", "10").await;
+    // Both are instance 0 of 1: both claim every partition.
+    let config = config(&stack);
+    let first = spawn(&config).await;
+    let second = spawn(&config).await;
+    let producer = Producer::new(&stack);
+    let send = |visitors: std::ops::Range<u64>| {
+        let producer = &producer;
+        let topic = &stack.kafka.clicks_topic;
+        async move {
+            for visitor in visitors {
+                let payload = click("TWICE", Some(id), visitor, Utc::now(), ClickVerdict::Valid);
+                producer.send(topic, "TWICE", &payload).await;
+            }
+        }
+    };
+    send(0..1_500).await;
+    drained(&stack, &producer.ends()).await;
+    // The first stops; the second, which waited for the partitions, takes over.
+    first.stop().await.unwrap();
+    send(1_500..2_000).await;
+    drained(&stack, &producer.ends()).await;
+    second.stop().await.unwrap();
+
+    let stats = rollup(&stack, id).await;
+    assert_eq!((stats.raw_clicks, stats.valid_clicks), (2_000, 2_000));
+    let link_clicked: i64 =
+        sqlx::query_scalar("SELECT link_clicked FROM affiliate_totals WHERE affiliate_id = $1")
+            .bind(id)
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(link_clicked, 2_000);
+}
