@@ -53,6 +53,7 @@ pub struct App {
     kafka: KafkaConfig,
     directory_refresh: Duration,
     spill_after: Duration,
+    conversion_ack_timeout: Duration,
 }
 
 impl App {
@@ -155,6 +156,7 @@ impl App {
             kafka: config.kafka.clone(),
             directory_refresh: config.directory_refresh(),
             spill_after: config.spill_after(),
+            conversion_ack_timeout: config.conversion_ack_timeout(),
         })
     }
 
@@ -175,6 +177,7 @@ impl App {
                     probe: self.probe.clone(),
                     kafka: self.kafka,
                     replay_wait: self.spill_after * 3,
+                    stuck_after: (self.spill_after * 3, self.conversion_ack_timeout * 3),
                 }
                 .run(cancel.clone()),
             ),
@@ -205,6 +208,9 @@ struct Recovery {
     probe: BrokerProbe,
     kafka: KafkaConfig,
     replay_wait: Duration,
+    /// How long the click and the conversion producer may fail without one delivery,
+    /// the broker answering, before a new one takes over.
+    stuck_after: (Duration, Duration),
 }
 
 impl Recovery {
@@ -223,7 +229,6 @@ impl Recovery {
             ::metrics::gauge!(metrics::SPILL_BYTES).set(self.clicks.spill().bytes() as f64);
             ::metrics::gauge!(metrics::SPILL_FREE_BYTES)
                 .set(self.clicks.spill().free_bytes() as f64);
-            self.renew_producers().await;
             // A broker that does not answer keeps clicks in the spill until it does.
             let Ok(missing) = self.probe.missing_topics(&topics).await else {
                 continue;
@@ -231,6 +236,9 @@ impl Recovery {
             if !missing.is_empty() && !self.recreate(&missing).await {
                 continue;
             }
+            // The broker answers and has the topics: a producer that still cannot deliver
+            // is the problem.
+            self.renew_producers().await;
             if self.clicks.spill().is_empty() {
                 continue;
             }
@@ -242,10 +250,14 @@ impl Recovery {
 
     async fn renew_producers(&self) {
         let (clicks, conversions) = (self.clicks.clone(), self.conversions.clone());
+        let (clicks_stuck, conversions_stuck) = (self.stuck_after.0, self.stuck_after.1);
         let renewed = tokio::task::spawn_blocking(move || {
             [
-                ("clicks", clicks.renew_if_identity_lost()),
-                ("conversions", conversions.renew_if_identity_lost()),
+                ("clicks", clicks.renew_if_needed(clicks_stuck)),
+                (
+                    "conversions",
+                    conversions.renew_if_needed(conversions_stuck),
+                ),
             ]
         })
         .await;
@@ -255,7 +267,8 @@ impl Recovery {
                 Ok(true) => {
                     tracing::error!(
                         topic,
-                        "the broker no longer knows this producer (restarted empty?); a new one took over"
+                        "the producer cannot deliver to a broker that answers (it no longer knows \
+                         the producer: restarted empty?); a new one took over"
                     );
                     ::metrics::counter!(metrics::PRODUCERS_RENEWED, "topic" => topic).increment(1);
                 }

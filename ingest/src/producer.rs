@@ -1,7 +1,10 @@
 //! The Kafka side of ingest: a click producer that never blocks the redirect and never
 //! drops a click (short of the spill cap), and a conversion producer whose sends are
 //! awaited until the broker acknowledges them. Both are renewed when the broker forgets
-//! their idempotent identity (see [`reftrack_events::kafka::producer_identity_lost`]).
+//! their idempotent identity (see [`reftrack_events::kafka::producer_identity_lost`]), or
+//! when they deliver nothing for a while although the broker answers (tansu answers
+//! `UnknownProducerId` after an empty restart, which librdkafka retries until every
+//! message times out).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -33,33 +36,60 @@ const REPLAY_CHUNK: usize = 5_000;
 struct ClickShared {
     spill: Arc<Spill>,
     replay_outstanding: AtomicI64,
+    health: Health,
+}
+
+/// How a producer is doing, to tell when a new one must take over.
+struct Health {
     identity_lost: AtomicBool,
+    last_delivered_ms: AtomicI64,
+    last_failed_ms: AtomicI64,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            identity_lost: AtomicBool::new(false),
+            last_delivered_ms: AtomicI64::new(now_ms()),
+            last_failed_ms: AtomicI64::new(0),
+        }
+    }
+
+    fn delivered(&self) {
+        self.last_delivered_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    fn failed(&self, err: &KafkaError) {
+        self.last_failed_ms.store(now_ms(), Ordering::Relaxed);
+        if reftrack_events::kafka::producer_identity_lost(err) {
+            self.identity_lost.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether a new producer must take over: the broker forgot this one, or it has
+    /// delivered nothing for `stuck_after` while failing. Asked only while the broker
+    /// answers; the clock starts again for the one that takes over.
+    fn take_renewal(&self, stuck_after: Duration) -> bool {
+        let now = now_ms();
+        let (delivered, failed) = (
+            self.last_delivered_ms.load(Ordering::Relaxed),
+            self.last_failed_ms.load(Ordering::Relaxed),
+        );
+        let stuck = failed > delivered && now - delivered > stuck_after.as_millis() as i64;
+        let lost = self.identity_lost.swap(false, Ordering::AcqRel);
+        if lost || stuck {
+            self.last_delivered_ms.store(now, Ordering::Relaxed);
+        }
+        lost || stuck
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// Receives the broker's verdict on every click: failures go to the spill.
 pub struct ClickContext(Arc<ClickShared>);
-
-/// What both producers share about their own replacement.
-trait Renewable {
-    fn identity_lost(&self) -> &AtomicBool;
-
-    fn note_failure(&self, err: &KafkaError) {
-        if reftrack_events::kafka::producer_identity_lost(err) {
-            self.identity_lost().store(true, Ordering::Release);
-        }
-    }
-
-    /// Whether a new producer must take over (once per loss).
-    fn take_identity_lost(&self) -> bool {
-        self.identity_lost().swap(false, Ordering::AcqRel)
-    }
-}
-
-impl Renewable for ClickShared {
-    fn identity_lost(&self) -> &AtomicBool {
-        &self.identity_lost
-    }
-}
 
 impl ClientContext for ClickContext {
     fn stats(&self, statistics: Statistics) {
@@ -80,6 +110,7 @@ impl ProducerContext for ClickContext {
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
         match result {
             Ok(_) => {
+                self.0.health.delivered();
                 metrics::counter!(m::EVENTS_PRODUCED, "topic" => "clicks").increment(1);
                 if opaque == REPLAYED {
                     metrics::counter!(m::EVENTS_REPLAYED).increment(1);
@@ -87,7 +118,7 @@ impl ProducerContext for ClickContext {
             }
             Err((err, message)) => {
                 metrics::counter!(m::EVENTS_FAILED, "topic" => "clicks").increment(1);
-                self.0.note_failure(err);
+                self.0.health.failed(err);
                 tracing::debug!(%err, "click not acknowledged; spilling it");
                 spill_click(
                     &self.0.spill,
@@ -136,7 +167,7 @@ impl ClickProducer {
         let context = Arc::new(ClickShared {
             spill,
             replay_outstanding: AtomicI64::new(0),
-            identity_lost: AtomicBool::new(false),
+            health: Health::new(),
         });
         let mut settings = reftrack_events::kafka::producer_config(config.kafka);
         settings
@@ -173,10 +204,11 @@ impl ClickProducer {
             .context("create the click producer")
     }
 
-    /// When the broker forgot this producer's identity: a new producer takes over, and
-    /// what the old one still holds is handed to the spill. Blocks for up to seconds.
-    pub fn renew_if_identity_lost(&self) -> anyhow::Result<bool> {
-        if !self.context.take_identity_lost() {
+    /// When the broker forgot this producer, or it delivered nothing for `stuck_after`:
+    /// a new producer takes over, and what the old one still holds is handed to the
+    /// spill. Blocks for up to seconds.
+    pub fn renew_if_needed(&self, stuck_after: Duration) -> anyhow::Result<bool> {
+        if !self.context.health.take_renewal(stuck_after) {
             return Ok(false);
         }
         let old = self
@@ -309,19 +341,10 @@ fn retire<C: ProducerContext>(producer: &impl Producer<C>) {
 #[derive(Clone)]
 pub struct ConversionProducer {
     producer: Arc<ArcSwap<FutureProducer>>,
-    lost: Arc<IdentityFlag>,
+    health: Arc<Health>,
     settings: ClientConfig,
     topic: String,
     ack_timeout: Duration,
-}
-
-#[derive(Default)]
-struct IdentityFlag(AtomicBool);
-
-impl Renewable for IdentityFlag {
-    fn identity_lost(&self) -> &AtomicBool {
-        &self.0
-    }
 }
 
 impl ConversionProducer {
@@ -332,7 +355,7 @@ impl ConversionProducer {
             .set("linger.ms", "1");
         Ok(Self {
             producer: Arc::new(ArcSwap::from_pointee(Self::create(&settings)?)),
-            lost: Arc::default(),
+            health: Arc::new(Health::new()),
             settings,
             topic: kafka.conversions_topic.clone(),
             ack_timeout,
@@ -343,10 +366,10 @@ impl ConversionProducer {
         settings.create().context("create the conversion producer")
     }
 
-    /// As [`ClickProducer::renew_if_identity_lost`]; requests the old producer held are
+    /// As [`ClickProducer::renew_if_needed`]; requests the old producer held are
     /// answered 503 and retried by the product's backend.
-    pub fn renew_if_identity_lost(&self) -> anyhow::Result<bool> {
-        if !self.lost.take_identity_lost() {
+    pub fn renew_if_needed(&self, stuck_after: Duration) -> anyhow::Result<bool> {
+        if !self.health.take_renewal(stuck_after) {
             return Ok(false);
         }
         let old = self.producer.swap(Arc::new(Self::create(&self.settings)?));
@@ -364,19 +387,22 @@ impl ConversionProducer {
         .await;
         match outcome {
             Ok(Ok(_)) => {
+                self.health.delivered();
                 metrics::counter!(m::EVENTS_PRODUCED, "topic" => "conversions").increment(1);
                 Ok(())
             }
             Ok(Err((err, _))) => {
                 metrics::counter!(m::EVENTS_FAILED, "topic" => "conversions").increment(1);
-                self.lost.note_failure(&err);
+                self.health.failed(&err);
                 Err(err)
             }
             Err(_) => {
                 metrics::counter!(m::EVENTS_FAILED, "topic" => "conversions").increment(1);
-                Err(KafkaError::MessageProduction(
+                let err = KafkaError::MessageProduction(
                     rdkafka::types::RDKafkaErrorCode::MessageTimedOut,
-                ))
+                );
+                self.health.failed(&err);
+                Err(err)
             }
         }
     }
