@@ -7,6 +7,7 @@
 //! Correctness therefore never depends on the group protocol, which matters on brokers
 //! whose rebalancing is young (tansu).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -182,9 +183,9 @@ impl TopicConsumer {
     }
 
     /// With static assignment: this instance's share of the topic's partitions.
-    pub async fn share(&self) -> anyhow::Result<Vec<i32>> {
+    pub async fn share(&self) -> anyhow::Result<BTreeSet<i32>> {
         let Some((instance, instances)) = self.share else {
-            return Ok(Vec::new());
+            return Ok(BTreeSet::new());
         };
         let (consumer, topic) = (self.consumer.clone(), self.topic.clone());
         tokio::task::spawn_blocking(move || {
@@ -207,7 +208,11 @@ impl TopicConsumer {
     }
 
     /// Fetches `partitions` from here on, each from the Kafka offset `start` gives.
-    pub fn claim(&self, partitions: &[i32], start: impl Fn(i32) -> i64) -> anyhow::Result<()> {
+    pub fn claim(
+        &self,
+        partitions: &BTreeSet<i32>,
+        start: impl Fn(i32) -> i64,
+    ) -> anyhow::Result<()> {
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
             tpl.add_partition_offset(&self.topic, *p, Offset::Offset(start(*p).max(0)))?;

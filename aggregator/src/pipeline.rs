@@ -96,10 +96,10 @@ struct Cursor {
 
 impl Cursor {
     fn expected(&self, partition: i32, positions: &Positions) -> i64 {
-        self.next.get(&partition).copied().unwrap_or_else(|| {
-            let floor = self.floor.get(&partition).copied().unwrap_or(0);
-            positions.first_needed(partition).max(floor)
-        })
+        self.next
+            .get(&partition)
+            .copied()
+            .unwrap_or_else(|| first_expected(&self.floor, positions, partition))
     }
 
     /// Partitions of `batch` whose log must be checked before their records are used:
@@ -147,11 +147,10 @@ impl Cursor {
             if gaps.contains_key(&p) {
                 continue;
             }
-            let floor = self.floor.get(&p).copied().unwrap_or(0);
             let expected = self
                 .next
                 .entry(p)
-                .or_insert_with(|| positions.first_needed(p).max(floor));
+                .or_insert_with(|| first_expected(&self.floor, positions, p));
             if record.offset < *expected {
                 continue;
             }
@@ -175,6 +174,13 @@ impl Cursor {
         };
         *depth
     }
+}
+
+/// Where a partition with no expectation yet continues: where the sinks stand, or where
+/// retention left its data.
+fn first_expected(floor: &HashMap<i32, i64>, positions: &Positions, partition: i32) -> i64 {
+    let floor = floor.get(&partition).copied().unwrap_or(0);
+    positions.first_needed(partition).max(floor)
 }
 
 /// Runs until `cancel`; the batches in hand are finished first, so a graceful stop
@@ -288,35 +294,14 @@ async fn check_logs<S: BatchSink>(
     batch: &mut Vec<Record>,
     partitions: BTreeSet<i32>,
 ) {
-    // The checks read the broker, each with a consumer of its own: all at once.
-    let checks = partitions.iter().map(|p| held(consumer, positions, *p));
-    let held = futures::future::join_all(checks).await;
-    let mut unchecked = BTreeSet::new();
-    for (partition, held) in partitions.into_iter().zip(held) {
-        let ok = match held {
-            Held::Yes => true,
-            Held::No => {
-                let begun = begin_epoch(sink, consumer, positions, batch, partition).await;
-                if begun {
-                    cursor.forget(partition);
-                }
-                begun
-            }
-            Held::Unknown => {
-                tracing::warn!(
-                    topic = consumer.topic(),
-                    partition,
-                    "cannot tell whether the log is the one the sinks applied; trying again"
-                );
-                false
-            }
-        };
-        if ok {
-            let expected = cursor.expected(partition, positions);
-            cursor.checked.insert(partition, expected);
-        } else {
-            unchecked.insert(partition);
-        }
+    let settled = settle_logs(sink, consumer, positions, batch, &partitions).await;
+    for partition in &settled.new_epochs {
+        cursor.forget(*partition);
+    }
+    let unchecked = settled.unsettled;
+    for partition in partitions.difference(&unchecked) {
+        let expected = cursor.expected(*partition, positions);
+        cursor.checked.insert(*partition, expected);
     }
     if unchecked.is_empty() {
         return;
@@ -410,11 +395,15 @@ async fn claim<S: BatchSink>(
         match try_claim(sink, consumer, positions, cancel).await {
             Ok(hold) => return hold,
             Err(err) => {
-                tracing::error!(
-                    topic = consumer.topic(),
-                    "cannot claim partitions, retrying in {backoff:?}: {err:#}"
-                );
-                if !pause(cancel, &mut backoff).await {
+                if !retry_later(
+                    consumer,
+                    cancel,
+                    &mut backoff,
+                    "cannot claim partitions",
+                    &err,
+                )
+                .await
+                {
                     return None;
                 }
             }
@@ -464,24 +453,13 @@ async fn try_claim<S: BatchSink>(
     }
     // Fetching starts where the sinks stand, so a log that came back shorter would never
     // deliver a record to be checked by: each partition's log is checked first.
-    let checks = partitions.iter().map(|p| held(consumer, positions, *p));
-    let verdicts = futures::future::join_all(checks).await;
-    for (partition, verdict) in partitions.iter().zip(verdicts) {
-        match verdict {
-            Held::Yes => {}
-            Held::No => {
-                anyhow::ensure!(
-                    begin_epoch(sink, consumer, positions, &mut [], *partition).await,
-                    "cannot begin a new epoch in partition {partition}"
-                );
-            }
-            Held::Unknown => {
-                anyhow::bail!(
-                    "cannot tell whether partition {partition} holds what the sinks applied"
-                )
-            }
-        }
-    }
+    let unsettled = settle_logs(sink, consumer, positions, &mut [], &partitions)
+        .await
+        .unsettled;
+    anyhow::ensure!(
+        unsettled.is_empty(),
+        "cannot settle whether partitions {unsettled:?} hold what the sinks applied"
+    );
     consumer.claim(&partitions, |p| {
         positions.to_kafka(p, positions.first_needed(p))
     })?;
@@ -492,6 +470,52 @@ async fn try_claim<S: BatchSink>(
             .map(|p| (*p, positions.first_needed(*p)))
             .collect(),
     }))
+}
+
+/// What [`settle_logs`] made of the partitions it checked.
+struct Settled {
+    new_epochs: Vec<i32>,
+    /// Not settled: the broker could not be read well enough, or the new epoch could not
+    /// be written.
+    unsettled: BTreeSet<i32>,
+}
+
+/// Checks the logs of `partitions`, all at once (each check reads the broker with a
+/// consumer of its own), and begins a new epoch where a log is another one, re-basing that
+/// partition's records in `batch`.
+async fn settle_logs<S: BatchSink>(
+    sink: &S,
+    consumer: &TopicConsumer,
+    positions: &mut Positions,
+    batch: &mut [Record],
+    partitions: &BTreeSet<i32>,
+) -> Settled {
+    let checks = partitions.iter().map(|p| held(consumer, positions, *p));
+    let verdicts = futures::future::join_all(checks).await;
+    let mut settled = Settled {
+        new_epochs: Vec::new(),
+        unsettled: BTreeSet::new(),
+    };
+    for (partition, verdict) in partitions.iter().copied().zip(verdicts) {
+        match verdict {
+            Held::Yes => {}
+            Held::No if begin_epoch(sink, consumer, positions, batch, partition).await => {
+                settled.new_epochs.push(partition);
+            }
+            Held::No => {
+                settled.unsettled.insert(partition);
+            }
+            Held::Unknown => {
+                tracing::warn!(
+                    topic = consumer.topic(),
+                    partition,
+                    "cannot tell whether the log is the one the sinks applied; trying again"
+                );
+                settled.unsettled.insert(partition);
+            }
+        }
+    }
+    settled
 }
 
 /// Whether `partition`'s log still holds the last record Postgres applied (yes when
@@ -514,11 +538,8 @@ async fn load<S: BatchSink>(
         match sink.load_positions(positions).await {
             Ok(()) => return true,
             Err(err) => {
-                tracing::error!(
-                    topic = consumer.topic(),
-                    "cannot read sink positions, retrying in {backoff:?}: {err:#}"
-                );
-                if !pause(cancel, &mut backoff).await {
+                let what = "cannot read sink positions";
+                if !retry_later(consumer, cancel, &mut backoff, what, &err).await {
                     return false;
                 }
             }
@@ -553,12 +574,8 @@ async fn write<S: BatchSink>(
                 positions.invalidate();
             }
             Err(ApplyError::Failed(err)) => {
-                tracing::error!(
-                    topic = consumer.topic(),
-                    "batch failed, retrying in {backoff:?}: {err:#}"
-                );
                 positions.invalidate();
-                if !pause(cancel, &mut backoff).await {
+                if !retry_later(consumer, cancel, &mut backoff, "batch failed", &err).await {
                     return false;
                 }
             }
@@ -628,16 +645,28 @@ async fn prepare<S: BatchSink>(
         match sink.prepare(records.clone(), positions).await {
             Ok(prepared) => return Some(prepared),
             Err(err) => {
-                tracing::error!(
-                    topic = consumer.topic(),
-                    "preparing a batch failed, retrying in {backoff:?}: {err:#}"
-                );
-                if !pause(cancel, &mut backoff).await {
+                let what = "preparing a batch failed";
+                if !retry_later(consumer, cancel, &mut backoff, what, &err).await {
                     return None;
                 }
             }
         }
     }
+}
+
+/// Logs a failed attempt, then [`pause`]s before the next.
+async fn retry_later(
+    consumer: &TopicConsumer,
+    cancel: &CancellationToken,
+    backoff: &mut Duration,
+    what: &str,
+    err: &anyhow::Error,
+) -> bool {
+    tracing::error!(
+        topic = consumer.topic(),
+        "{what}, retrying in {backoff:?}: {err:#}"
+    );
+    pause(cancel, backoff).await
 }
 
 /// Sleeps `backoff` (doubling it, up to 30 s); `false` when cancelled meanwhile.

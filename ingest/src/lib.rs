@@ -250,7 +250,7 @@ impl Recovery {
 
     async fn renew_producers(&self) {
         let (clicks, conversions) = (self.clicks.clone(), self.conversions.clone());
-        let (clicks_stuck, conversions_stuck) = (self.stuck_after.0, self.stuck_after.1);
+        let (clicks_stuck, conversions_stuck) = self.stuck_after;
         let renewed = tokio::task::spawn_blocking(move || {
             [
                 ("clicks", clicks.renew_if_needed(clicks_stuck)),

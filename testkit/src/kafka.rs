@@ -82,6 +82,22 @@ pub fn read_topic(
     }
 }
 
+/// [`read_topic`] for async tests, on a blocking thread.
+pub async fn read_topic_async(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+    linger: Duration,
+) -> anyhow::Result<Vec<Record>> {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        read_topic(&brokers, &topic, partitions, expected, timeout, linger)
+    })
+    .await?
+}
+
 /// A tansu broker of the test's own, on a free port. It runs on memory storage, like the
 /// local stack's broker: after [`PrivateBroker::stop`] and [`PrivateBroker::start`] it
 /// comes back without topics or records, which the services must cope with. (tansu 0.6's

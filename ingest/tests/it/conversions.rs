@@ -3,7 +3,7 @@ use std::time::Duration;
 use reftrack_events::{ConversionEvent, ConversionKind};
 use reftrack_store::api_keys::{self, Scope};
 use reftrack_testkit::TestStack;
-use reftrack_testkit::kafka::read_topic;
+use reftrack_testkit::kafka::read_topic_async;
 use serde_json::{Value, json};
 
 use crate::{config, http, spawn};
@@ -17,23 +17,15 @@ pub async fn key(stack: &TestStack, scopes: &[Scope]) -> String {
 }
 
 async fn conversions_on_topic(stack: &TestStack, n: usize) -> Vec<ConversionEvent> {
-    let (brokers, topic, partitions) = (
-        stack.kafka.brokers.clone(),
-        stack.kafka.conversions_topic.clone(),
+    read_topic_async(
+        &stack.kafka.brokers,
+        &stack.kafka.conversions_topic,
         stack.kafka.partitions,
-    );
-    tokio::task::spawn_blocking(move || {
-        read_topic(
-            &brokers,
-            &topic,
-            partitions,
-            n,
-            Duration::from_secs(60),
-            Duration::from_millis(300),
-        )
-    })
+        n,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    )
     .await
-    .unwrap()
     .unwrap()
     .iter()
     .map(|r| {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use reftrack_events::ClickEvent;
-use reftrack_testkit::kafka::read_topic;
+use reftrack_testkit::kafka::read_topic_async;
 use reftrack_testkit::{Served, TestStack, serve};
 
 pub const LANDING: &str = "https://product.example/welcome";
@@ -54,23 +54,15 @@ pub async fn affiliate(stack: &TestStack, code: &str) -> i64 {
 
 /// The first `n` clicks on the test's topic, decoded.
 pub async fn clicks(stack: &TestStack, n: usize) -> Vec<ClickEvent<'static>> {
-    let (brokers, topic, partitions) = (
-        stack.kafka.brokers.clone(),
-        stack.kafka.clicks_topic.clone(),
+    let records = read_topic_async(
+        &stack.kafka.brokers,
+        &stack.kafka.clicks_topic,
         stack.kafka.partitions,
-    );
-    let records = tokio::task::spawn_blocking(move || {
-        read_topic(
-            &brokers,
-            &topic,
-            partitions,
-            n,
-            Duration::from_secs(60),
-            Duration::from_millis(300),
-        )
-    })
+        n,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    )
     .await
-    .unwrap()
     .unwrap();
     let mut events: Vec<ClickEvent<'static>> = records
         .iter()

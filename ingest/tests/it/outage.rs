@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use reftrack_events::ClickEvent;
 use reftrack_store::api_keys::Scope;
-use reftrack_testkit::kafka::{PrivateBroker, read_topic};
+use reftrack_testkit::kafka::{PrivateBroker, read_topic_async};
 use reftrack_testkit::{TestStack, metric, wait};
 use serde_json::{Value, json};
 
@@ -166,20 +166,15 @@ async fn read_all(
     config: &ingest::Config,
     expected: usize,
 ) -> Vec<reftrack_testkit::kafka::Record> {
-    let (brokers, topic, partitions) =
-        (broker.brokers(), topic.to_string(), config.kafka.partitions);
-    tokio::task::spawn_blocking(move || {
-        read_topic(
-            &brokers,
-            &topic,
-            partitions,
-            expected,
-            Duration::from_secs(120),
-            Duration::from_secs(3),
-        )
-    })
+    read_topic_async(
+        &broker.brokers(),
+        topic,
+        config.kafka.partitions,
+        expected,
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    )
     .await
-    .unwrap()
     .unwrap()
 }
 
