@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use chrono::{Duration, DurationRound, Utc};
 use reftrack_events::ClickVerdict;
-use reftrack_testkit::TestStack;
+use reftrack_testkit::{TestStack, wait};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::json;
@@ -424,4 +424,47 @@ async fn two_instances_given_the_same_partitions_never_count_twice() {
             .await
             .unwrap();
     assert_eq!(link_clicked, 2_000);
+}
+
+#[tokio::test]
+async fn an_instance_that_loses_its_hold_on_its_partitions_stops() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "HOLD", "10").await;
+    let server = spawn(&config(&stack)).await;
+    let producer = Producer::new(&stack);
+    let topic = &stack.kafka.clicks_topic;
+    let payload = click("HOLD", Some(id), 1, Utc::now(), ClickVerdict::Valid);
+    producer.send(topic, "HOLD", &payload).await;
+    drained(&stack, &producer.ends()).await;
+
+    // Postgres drops the connection that holds this instance's partition locks (a
+    // failover, a network cut): another instance may take them now, so this one stops.
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks
+         WHERE locktype = 'advisory' AND objsubid = 2
+           AND classid = (hashtext($1)::bigint & 4294967295)::oid",
+    )
+    .bind(topic)
+    .fetch_all(&stack.pool)
+    .await
+    .unwrap();
+    assert!(!terminated.is_empty(), "the hold's connection was found");
+    let payload = click("HOLD", Some(id), 2, Utc::now(), ClickVerdict::Valid);
+    producer.send(topic, "HOLD", &payload).await;
+    let healthz = server.url("/healthz");
+    wait::until(
+        std::time::Duration::from_secs(60),
+        "the instance stops by itself",
+        || {
+            let healthz = healthz.clone();
+            async move { reqwest::get(&healthz).await.is_err() }
+        },
+    )
+    .await
+    .unwrap();
+    let stopped = server.stop().await.unwrap_err();
+    assert!(
+        format!("{stopped:#}").contains("lost the Postgres connection"),
+        "{stopped:#}"
+    );
 }
