@@ -90,6 +90,10 @@ pub struct Config {
     /// Consumer group session timeout: how soon a crashed instance's partitions move on.
     #[arg(long = "session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1_000..=300_000))]
     pub session_timeout_ms: u32,
+
+    /// An operator command instead of running the service.
+    #[command(subcommand)]
+    pub command: Option<crate::cli::Command>,
 }
 
 impl Config {

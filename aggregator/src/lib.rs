@@ -7,6 +7,7 @@
 //! - [`conversions`]: the commission [`conversions::ledger`] (Postgres), raw conversions
 //!   (ClickHouse), unappliable messages [`parked`].
 
+pub mod cli;
 pub mod clicks;
 mod config;
 pub mod consume;

@@ -16,6 +16,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(command) = config.command.clone() {
+        return match aggregator::cli::run(command, &config).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("aggregator: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     telemetry::init_tracing(config.common.log_format);
     match aggregator::run(config, shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,

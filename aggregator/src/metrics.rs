@@ -9,6 +9,7 @@ pub const SINK_WRITE: &str = "aggregator_sink_write_seconds";
 pub const SINK_ROWS: &str = "aggregator_sink_rows_total";
 pub const CONSUMER_LAG: &str = "aggregator_consumer_lag";
 pub const PARKED: &str = "aggregator_parked_total";
+pub const RELEASED: &str = "aggregator_parked_released_total";
 pub const FENCED: &str = "aggregator_fenced_total";
 pub const REWINDS: &str = "aggregator_rewinds_total";
 pub const EPOCHS: &str = "aggregator_topic_epochs_total";
@@ -38,6 +39,10 @@ pub fn register() {
     describe_counter!(
         PARKED,
         "Messages that could not be applied and were parked, by topic and reason."
+    );
+    describe_counter!(
+        RELEASED,
+        "Parked refunds applied when their purchase arrived (outcome applied), or parked for another reason then (outcome reparked)."
     );
     describe_counter!(
         FENCED,
@@ -94,6 +99,9 @@ fn start_at_zero() {
     counter!(PARKED, "topic" => "clicks", "reason" => UNDECODABLE).increment(0);
     for reason in PARK_REASONS {
         counter!(PARKED, "topic" => "conversions", "reason" => reason).increment(0);
+    }
+    for outcome in ["applied", "reparked"] {
+        counter!(RELEASED, "outcome" => outcome).increment(0);
     }
     for verdict in ClickVerdict::ALL {
         counter!(CLICKS, "verdict" => verdict.as_str()).increment(0);

@@ -55,7 +55,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let config = C::try_parse_from(args).map_err(|err| one_line(&C::command(), &err))?;
+    let config = C::try_parse_from(args).map_err(|err| {
+        use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+        if matches!(err.kind(), DisplayHelp | DisplayVersion) {
+            // Asked for, not an error: print it as clap would and stop.
+            err.exit();
+        }
+        one_line(&C::command(), &err)
+    })?;
     config.validate()?;
     Ok(config)
 }

@@ -7,6 +7,8 @@
 //! - A refund claws back the commission of the purchase it names, in proportion to the
 //!   amount refunded (never more than was earned); the reversal nets against the
 //!   affiliate's balance, hence against the next payout.
+//! - A refund read before its purchase waits for it (parked as waiting, with the
+//!   purchase's id) and is applied by the batch that applies the purchase.
 //! - A repeated `event_id` changes nothing. What cannot be applied is parked with why.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -64,6 +66,18 @@ pub struct State {
     pub referrals: HashMap<i64, Referral>,
     /// Per affiliate: (valid from, rate), sorted by time.
     pub rates: HashMap<i64, Vec<(DateTime<Utc>, Decimal)>>,
+    /// Purchase event id → refunds waiting for it (parked earlier, or earlier in this batch).
+    pub waiting: HashMap<String, Vec<Waiting>>,
+}
+
+/// A refund that arrived before its purchase.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    pub event: ConversionEvent,
+    /// Where it was parked.
+    pub position: Position,
+    /// Parked by an earlier batch (in Postgres), rather than earlier in this one.
+    pub stored: bool,
 }
 
 impl State {
@@ -160,6 +174,17 @@ pub struct Parked {
     pub position: Position,
     pub reason: &'static str,
     pub event_id: Option<String>,
+    /// The purchase a waiting refund waits for.
+    pub waits_for: Option<String>,
+}
+
+/// A refund parked by an earlier batch whose purchase this batch applied: `reason` is
+/// `None` when it was applied, else why it still cannot be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub position: Position,
+    pub event_id: String,
+    pub reason: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -176,6 +201,7 @@ pub struct Plan {
     pub conversions: Vec<NewConversion>,
     pub ledger: Vec<LedgerEntry>,
     pub parked: Vec<Parked>,
+    pub released: Vec<Released>,
     pub totals: BTreeMap<i64, TotalsDelta>,
     pub duplicates: usize,
 }
@@ -183,17 +209,20 @@ pub struct Plan {
 pub const UNKNOWN_CODE: &str = "unknown referral code";
 pub const INACTIVE: &str = "affiliate not active";
 pub const ALREADY_REFERRED: &str = "user already referred";
-pub const UNKNOWN_ORIGINAL: &str = "unknown original purchase";
+/// A refund whose purchase has not been applied (yet): it waits for it.
+pub const AWAITING_PURCHASE: &str = "refund waiting for its purchase";
+pub const NOT_A_PURCHASE: &str = "refund of a conversion that is not a purchase";
 pub const REFUND_TOO_LARGE: &str = "refund exceeds the purchase's remaining amount";
 pub const UNDECODABLE: &str = "undecodable";
 /// Postgres refused the message's data (e.g. an amount beyond its columns).
 pub const REJECTED: &str = "rejected by the database";
 /// Every reason a conversion is parked for.
-pub const PARK_REASONS: [&str; 7] = [
+pub const PARK_REASONS: [&str; 8] = [
     UNKNOWN_CODE,
     INACTIVE,
     ALREADY_REFERRED,
-    UNKNOWN_ORIGINAL,
+    AWAITING_PURCHASE,
+    NOT_A_PURCHASE,
     REFUND_TOO_LARGE,
     UNDECODABLE,
     REJECTED,
@@ -219,12 +248,13 @@ pub fn plan(state: &mut State, events: &[(Position, ConversionEvent)]) -> Plan {
             ConversionKind::Refund => refund(state, event),
         };
         match outcome {
-            Ok(applied) => record(state, &mut plan, *position, event, applied),
-            Err(reason) => plan.parked.push(Parked {
-                position: *position,
-                reason,
-                event_id: Some(event.event_id.clone()),
-            }),
+            Ok(applied) => {
+                record(state, &mut plan, *position, event, applied);
+                if event.kind == ConversionKind::Purchase {
+                    release_waiting(state, &mut plan, *position, &event.event_id);
+                }
+            }
+            Err(reason) => park(state, &mut plan, *position, event, reason),
         }
     }
     let referrals: Vec<Referral> = state
@@ -291,6 +321,77 @@ fn record(
         position,
     });
     state.applied.insert(event.event_id.clone(), applied);
+}
+
+fn park(
+    state: &mut State,
+    plan: &mut Plan,
+    position: Position,
+    event: &ConversionEvent,
+    reason: &'static str,
+) {
+    let waits_for = (reason == AWAITING_PURCHASE)
+        .then(|| event.original_event_id.clone())
+        .flatten();
+    if let Some(purchase) = &waits_for {
+        state
+            .waiting
+            .entry(purchase.clone())
+            .or_default()
+            .push(Waiting {
+                event: event.clone(),
+                position,
+                stored: false,
+            });
+    }
+    plan.parked.push(Parked {
+        position,
+        reason,
+        event_id: Some(event.event_id.clone()),
+        waits_for,
+    });
+}
+
+/// Applies the refunds that waited for the purchase just applied at `at`. They are
+/// recorded at the purchase's position: the message that made them applicable.
+fn release_waiting(state: &mut State, plan: &mut Plan, at: Position, purchase_id: &str) {
+    for waiting in state.waiting.remove(purchase_id).unwrap_or_default() {
+        let event = &waiting.event;
+        let reason = if state.applied.contains_key(&event.event_id) {
+            None // a copy of it (re-driven) was applied already
+        } else {
+            match refund(state, event) {
+                Ok(applied) => {
+                    record(state, plan, at, event, applied);
+                    None
+                }
+                Err(reason) => Some(reason),
+            }
+        };
+        if waiting.stored {
+            plan.released.push(Released {
+                position: waiting.position,
+                event_id: event.event_id.clone(),
+                reason,
+            });
+            continue;
+        }
+        // Parked earlier in this batch: not parked after all, or parked for the new reason.
+        let index = plan
+            .parked
+            .iter()
+            .position(|p| p.position == waiting.position);
+        match (index, reason) {
+            (Some(i), None) => {
+                plan.parked.remove(i);
+            }
+            (Some(i), Some(reason)) => {
+                plan.parked[i].reason = reason;
+                plan.parked[i].waits_for = None;
+            }
+            (None, _) => {}
+        }
+    }
 }
 
 fn attributable(state: &State, code: &str) -> Result<i64, &'static str> {
@@ -395,7 +496,8 @@ fn refund(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'stati
     let original_id = event.original_event_id.as_deref().unwrap_or_default();
     let original = match state.applied.get(original_id) {
         Some(o) if o.kind == ConversionKind::Purchase => o.clone(),
-        _ => return Err(UNKNOWN_ORIGINAL),
+        Some(_) => return Err(NOT_A_PURCHASE),
+        None => return Err(AWAITING_PURCHASE),
     };
     let (refunded, reversed) = state.refunded.get(original_id).copied().unwrap_or_default();
     let remaining_amount = original.amount - refunded;
@@ -436,6 +538,9 @@ pub struct Wants {
     pub codes: HashSet<String>,
     pub event_ids: HashSet<String>,
     pub user_ids: HashSet<i64>,
+    /// Whether a refund (which may wait) or a purchase (which may release one) is among them.
+    pub refunds: bool,
+    pub purchases: bool,
 }
 
 pub fn wants(events: &[(Position, ConversionEvent)]) -> Wants {
@@ -443,8 +548,12 @@ pub fn wants(events: &[(Position, ConversionEvent)]) -> Wants {
         codes: HashSet::new(),
         event_ids: HashSet::new(),
         user_ids: HashSet::new(),
+        refunds: false,
+        purchases: false,
     };
     for (_, e) in events {
+        wants.refunds |= e.kind == ConversionKind::Refund;
+        wants.purchases |= e.kind == ConversionKind::Purchase;
         wants.codes.insert(e.referral_code.clone());
         wants.event_ids.insert(e.event_id.clone());
         if let Some(original) = &e.original_event_id {
@@ -725,10 +834,129 @@ mod tests {
                 (0, UNKNOWN_CODE),
                 (1, INACTIVE),
                 (3, ALREADY_REFERRED),
-                (4, UNKNOWN_ORIGINAL)
+                (4, AWAITING_PURCHASE)
             ]
         );
         assert_eq!(plan.conversions.len(), 1);
+    }
+
+    fn purchase_of(id: &str, user: i64, amount: Decimal) -> ConversionEvent {
+        event(
+            id,
+            ConversionKind::Purchase,
+            user,
+            Some(amount),
+            "2024-05-01T00:00:00Z",
+        )
+    }
+
+    #[test]
+    fn a_refund_before_its_purchase_in_the_same_batch_is_applied_with_the_purchase() {
+        let mut state = state();
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                refund_of("r1", "p1", 7, dec!(40)),
+                purchase_of("p1", 7, dec!(100)),
+            ]),
+        );
+        assert!(plan.parked.is_empty(), "{:?}", plan.parked);
+        let refund = plan
+            .conversions
+            .iter()
+            .find(|c| c.event_id == "r1")
+            .unwrap();
+        assert_eq!(refund.commission, dec!(4.00));
+        assert_eq!(
+            refund.position.offset, 1,
+            "recorded where the purchase was read"
+        );
+        assert_eq!(plan.totals[&1].earned, dec!(10.00));
+        assert_eq!(plan.totals[&1].reversed, dec!(4.00));
+    }
+
+    #[test]
+    fn a_refund_parked_by_an_earlier_batch_is_released_by_its_purchase() {
+        let mut state = state();
+        let held = Position {
+            partition: 3,
+            offset: 99,
+        };
+        state.waiting.insert(
+            "p1".into(),
+            vec![
+                Waiting {
+                    event: refund_of("r1", "p1", 7, dec!(100)),
+                    position: held,
+                    stored: true,
+                },
+                // A copy re-driven meanwhile: applied once only.
+                Waiting {
+                    event: refund_of("r1", "p1", 7, dec!(100)),
+                    position: Position {
+                        partition: 3,
+                        offset: 120,
+                    },
+                    stored: true,
+                },
+                Waiting {
+                    event: refund_of("r2", "p1", 7, dec!(1)),
+                    position: Position {
+                        partition: 3,
+                        offset: 121,
+                    },
+                    stored: true,
+                },
+            ],
+        );
+        let plan = plan(
+            &mut state,
+            &positioned(vec![purchase_of("p1", 7, dec!(100))]),
+        );
+        let reasons: Vec<_> = plan
+            .released
+            .iter()
+            .map(|r| (r.position.offset, r.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![(99, None), (120, None), (121, Some(REFUND_TOO_LARGE))]
+        );
+        assert_eq!(
+            plan.totals[&1].reversed,
+            dec!(10.00),
+            "the whole commission, once"
+        );
+        assert_eq!(plan.conversions.len(), 2);
+        assert!(plan.parked.is_empty());
+    }
+
+    #[test]
+    fn a_refund_still_waiting_names_its_purchase_and_a_refund_of_a_signup_does_not_wait() {
+        let mut state = state();
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                event(
+                    "s1",
+                    ConversionKind::Signup,
+                    7,
+                    None,
+                    "2024-05-01T00:00:00Z",
+                ),
+                refund_of("r1", "s1", 7, dec!(1)),
+                refund_of("r2", "p9", 7, dec!(1)),
+            ]),
+        );
+        let parked: Vec<_> = plan
+            .parked
+            .iter()
+            .map(|p| (p.reason, p.waits_for.as_deref()))
+            .collect();
+        assert_eq!(
+            parked,
+            vec![(NOT_A_PURCHASE, None), (AWAITING_PURCHASE, Some("p9"))]
+        );
     }
 
     #[test]

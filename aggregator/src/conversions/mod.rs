@@ -177,9 +177,12 @@ impl ConversionSink {
                 c.event.as_ref().map(|e| (position, e.clone()))
             })
             .collect();
-        let mut state = store::load_state(&mut tx, &ledger::wants(&events)).await?;
+        let wants = ledger::wants(&events);
+        store::order_against_waiting_refunds(&mut tx, &wants).await?;
+        let mut state = store::load_state(&mut tx, &self.topic, &wants).await?;
         let plan = ledger::plan(&mut state, &events);
         store::write_plan(&mut tx, &plan).await?;
+        parked::release(&mut tx, &self.topic, &plan.released).await?;
 
         let payloads: HashMap<(i32, i64), &[u8]> = needed
             .iter()
@@ -200,6 +203,7 @@ impl ConversionSink {
             offset: p.position.offset,
             reason: p.reason,
             event_id: p.event_id.clone(),
+            waits_for: p.waits_for.clone(),
             payload: payloads[&(p.position.partition, p.position.offset)],
         }));
         parked::insert(&mut tx, &self.topic, "conversions", &parked).await?;
@@ -240,6 +244,16 @@ impl ConversionSink {
             .filter_map(|c| c.event.as_ref().map(|e| e.event_id.clone()))
             .collect();
         let recorded = store::recorded(&self.pool, &ids).await?;
+        let purchases: Vec<(i32, i64)> = needed
+            .iter()
+            .filter(|c| {
+                c.event
+                    .as_ref()
+                    .is_some_and(|e| e.kind == ConversionKind::Purchase)
+            })
+            .map(|c| (c.record.partition, c.record.offset))
+            .collect();
+        let released = store::refunds_recorded_at(&self.pool, &purchases).await?;
         let started = Instant::now();
         let now = chrono::Utc::now();
         let mut insert = self
@@ -253,6 +267,14 @@ impl ConversionSink {
                 metrics::histogram!(m::FRESHNESS, "topic" => "conversions").record(age);
             }
             insert.write(&row).await?;
+            let here = (c.record.partition, c.record.offset);
+            for refund in released.iter().filter(|r| {
+                (r.kafka_partition, r.kafka_offset) == here && Some(&r.event_id) != row_id(c)
+            }) {
+                insert
+                    .write(&ConversionRow::released(&self.topic, refund))
+                    .await?;
+            }
         }
         insert.end().await?;
         m::sink_write("clickhouse", "conversions", started, needed.len());
@@ -300,7 +322,30 @@ fn cents(amount: Decimal) -> i64 {
         .unwrap_or(0)
 }
 
+fn row_id(c: &PreparedConversion) -> Option<&String> {
+    c.event.as_ref().map(|e| &e.event_id)
+}
+
 impl<'a> ConversionRow<'a> {
+    /// A refund that waited for its purchase, at the purchase's position.
+    fn released(topic: &'a str, r: &'a store::ReleasedRefund) -> Self {
+        Self {
+            event_id: &r.event_id,
+            kafka_topic: topic,
+            kafka_partition: r.kafka_partition as u16,
+            kafka_offset: r.kafka_offset as u64,
+            kind: kind_code(ConversionKind::Refund),
+            verdict: VALID,
+            affiliate_id: r.affiliate_id as u64,
+            code: &r.code,
+            user_id: r.user_id,
+            amount_cents: r.amount.map_or(0, cents),
+            commission_amount_cents: cents(r.commission),
+            occurred_at: r.occurred_at.timestamp().max(0) as u32,
+            received_at: r.received_at.timestamp().max(0) as u32,
+        }
+    }
+
     /// The verdict comes from Postgres: the conversion row recorded at this very Kafka
     /// position is the valid one; a row recorded elsewhere makes this a repeat; no row
     /// means the message was parked.

@@ -11,8 +11,8 @@ use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::ledger::{
-    Applied, Plan, Referral, ReferralKey, State, Wants, commission_status, invitation_method,
-    referral_status,
+    Applied, Plan, Position, Referral, ReferralKey, State, Waiting, Wants, commission_status,
+    invitation_method, referral_status,
 };
 
 type Tx<'t> = Transaction<'t, Postgres>;
@@ -52,8 +52,25 @@ struct ReferralRow {
     created_at: DateTime<Utc>,
 }
 
+/// Orders a batch that may park a refund as waiting against the batches that may apply
+/// its purchase, on any instance: without it, each could commit without seeing the
+/// other's row, and the refund would wait for good. Batches with refunds take the lock
+/// alone, batches with purchases share it; taken before any row lock, so it adds no
+/// deadlock.
+pub async fn order_against_waiting_refunds(tx: &mut Tx<'_>, wants: &Wants) -> sqlx::Result<()> {
+    let statement = if wants.refunds {
+        "SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':waiting refunds', 0))"
+    } else if wants.purchases {
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended(current_schema() || ':waiting refunds', 0))"
+    } else {
+        return Ok(());
+    };
+    sqlx::query(statement).execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Everything the batch's rules read, with the rows they may change locked.
-pub async fn load_state(tx: &mut Tx<'_>, wants: &Wants) -> sqlx::Result<State> {
+pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Result<State> {
     let mut state = State::default();
     let codes: Vec<&str> = wants.codes.iter().map(String::as_str).collect();
     let rows: Vec<(i64, String, bool)> = sqlx::query_as(
@@ -154,7 +171,40 @@ pub async fn load_state(tx: &mut Tx<'_>, wants: &Wants) -> sqlx::Result<State> {
     for (affiliate, from, rate) in rates {
         state.rates.entry(affiliate).or_default().push((from, rate));
     }
+    if wants.purchases {
+        state.waiting = waiting_refunds(tx, topic, &event_ids).await?;
+    }
     Ok(state)
+}
+
+/// Refunds parked by earlier batches, waiting for one of these purchases.
+async fn waiting_refunds(
+    tx: &mut Tx<'_>,
+    topic: &str,
+    purchase_ids: &[&str],
+) -> sqlx::Result<HashMap<String, Vec<Waiting>>> {
+    let rows: Vec<(String, i32, i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT original_event_id, kafka_partition, kafka_offset, payload FROM parked_events
+         WHERE topic = $1 AND original_event_id = ANY($2) AND resolved_at IS NULL
+         ORDER BY kafka_partition, kafka_offset FOR UPDATE",
+    )
+    .bind(topic)
+    .bind(purchase_ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut waiting: HashMap<String, Vec<Waiting>> = HashMap::new();
+    for (purchase, partition, offset, payload) in rows {
+        // Parked as waiting only after it was decoded, so this decodes.
+        let Ok(event) = reftrack_events::ConversionEvent::decode(&payload) else {
+            continue;
+        };
+        waiting.entry(purchase).or_default().push(Waiting {
+            event,
+            position: Position { partition, offset },
+            stored: true,
+        });
+    }
+    Ok(waiting)
 }
 
 /// Writes the plan's rows: new referrals first (their ids are needed), then changes,
@@ -357,4 +407,43 @@ pub async fn recorded(
             )
         })
         .collect())
+}
+
+/// A refund released by a purchase: recorded at the purchase's position, so ClickHouse's
+/// rows for that message include it.
+#[derive(sqlx::FromRow)]
+pub struct ReleasedRefund {
+    pub event_id: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub affiliate_id: i64,
+    pub code: String,
+    pub user_id: i64,
+    pub amount: Option<Decimal>,
+    pub commission: Decimal,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+}
+
+/// Refunds recorded at these positions, whichever message they came in.
+pub async fn refunds_recorded_at(
+    pool: &PgPool,
+    positions: &[(i32, i64)],
+) -> sqlx::Result<Vec<ReleasedRefund>> {
+    if positions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (partitions, offsets): (Vec<i32>, Vec<i64>) = positions.iter().copied().unzip();
+    sqlx::query_as(
+        "SELECT c.event_id, c.kafka_partition, c.kafka_offset, c.affiliate_id, a.referral_code AS code,
+                c.user_id, c.amount, c.commission, c.occurred_at, c.received_at
+         FROM conversions c JOIN affiliates a ON a.id = c.affiliate_id
+         WHERE c.kind = 'refund'
+           AND (c.kafka_partition, c.kafka_offset) IN (SELECT * FROM unnest($1::int[], $2::bigint[]))
+         ORDER BY c.kafka_partition, c.kafka_offset, c.event_id",
+    )
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(pool)
+    .await
 }

@@ -483,7 +483,7 @@ fn ground_truth(world: &World, waves: &[Vec<Message>]) -> Truth {
                     },
                     ConversionKind::Refund => {
                         match purchases.get(event.original_event_id.as_ref().unwrap()) {
-                            None => park("unknown original purchase"),
+                            None => park("refund waiting for its purchase"),
                             Some(&(affiliate, amount, rate, earned)) => {
                                 let refund = event.amount.unwrap();
                                 let back = if refund == amount {

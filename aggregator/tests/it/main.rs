@@ -3,6 +3,7 @@
 mod crash;
 mod epochs;
 mod ops;
+mod parked;
 mod pipeline;
 
 use std::collections::HashMap;

@@ -283,8 +283,11 @@ async fn bad_and_unattributable_events_are_parked_and_never_block() {
         parked,
         vec![
             (clicks, "undecodable".into()),
+            (
+                conversions.clone(),
+                "refund waiting for its purchase".into()
+            ),
             (conversions.clone(), "undecodable".into()),
-            (conversions.clone(), "unknown original purchase".into()),
             (conversions, "unknown referral code".into()),
         ]
     );

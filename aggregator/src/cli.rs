@@ -1,0 +1,205 @@
+//! The aggregator binary's operator commands: list parked events, and re-drive them once
+//! their cause is fixed (an affiliate reactivated, a code created, a column widened).
+//!
+//! Re-driving publishes the parked message again, keyed as ingest keys it, so it goes
+//! through the pipeline like any event: exactly once in effect (a conversion's event id
+//! is applied once, however often it is sent), and parked again at its new position if
+//! its cause is not fixed.
+
+// A command-line interface: printing is its output.
+#![allow(clippy::print_stdout)]
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use reftrack_events::ConversionEvent;
+use sqlx::PgPool;
+
+use crate::Config;
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// List or re-drive parked events.
+    #[command(subcommand)]
+    Parked(ParkedCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ParkedCommand {
+    /// Parked events not yet resolved, oldest first, one per line (tab-separated):
+    /// topic, partition, offset, parked at, event id, reason.
+    List {
+        /// Only those parked for this reason.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Resolved ones too (applied when their purchase came, or re-driven).
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Publish parked conversions again, and mark them re-driven.
+    Redrive {
+        /// Those parked for this reason (e.g. "affiliate not active").
+        #[arg(
+            long,
+            conflicts_with = "event_id",
+            required_unless_present = "event_id"
+        )]
+        reason: Option<String>,
+        /// These events, by event id.
+        #[arg(long, value_delimiter = ',')]
+        event_id: Vec<String>,
+        /// Show what would be re-driven, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
+    let pool = reftrack_store::postgres::connect(&config.postgres).await?;
+    reftrack_store::postgres::migrate(&pool).await?;
+    let Command::Parked(command) = command;
+    match command {
+        ParkedCommand::List { reason, all, limit } => {
+            for row in list(&pool, reason.as_deref(), all, limit).await? {
+                println!("{row}");
+            }
+        }
+        ParkedCommand::Redrive {
+            reason,
+            event_id,
+            dry_run,
+        } => {
+            let topic = &config.kafka.conversions_topic;
+            let rows = redrivable(&pool, topic, reason.as_deref(), &event_id).await?;
+            if dry_run {
+                for row in &rows {
+                    println!("would re-drive {row}");
+                }
+                println!("{} to re-drive (dry run: nothing changed)", rows.len());
+                return Ok(());
+            }
+            let producer: FutureProducer = reftrack_events::kafka::producer_config(&config.kafka)
+                .create()
+                .context("create the Kafka producer")?;
+            let sent = redrive(&pool, &producer, topic, &rows).await?;
+            println!("re-drove {sent} parked events to {topic}");
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ParkedRow {
+    pub topic: String,
+    pub kafka_partition: i32,
+    pub kafka_offset: i64,
+    pub parked_at: DateTime<Utc>,
+    pub event_id: Option<String>,
+    pub reason: String,
+    pub resolution: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+impl std::fmt::Display for ParkedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            self.topic,
+            self.kafka_partition,
+            self.kafka_offset,
+            self.parked_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            self.event_id.as_deref().unwrap_or("-"),
+            self.reason,
+        )?;
+        match &self.resolution {
+            Some(resolution) => write!(f, "\t({resolution})"),
+            None => Ok(()),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "topic, kafka_partition, kafka_offset, parked_at, event_id, reason, resolution, payload";
+
+pub async fn list(
+    pool: &PgPool,
+    reason: Option<&str>,
+    all: bool,
+    limit: i64,
+) -> sqlx::Result<Vec<ParkedRow>> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM parked_events
+         WHERE ($1::text IS NULL OR reason = $1) AND ($2 OR resolved_at IS NULL)
+         ORDER BY parked_at, topic, kafka_partition, kafka_offset LIMIT $3"
+    ))
+    .bind(reason)
+    .bind(all)
+    .bind(limit.max(0))
+    .fetch_all(pool)
+    .await
+}
+
+/// Unresolved conversions that can be sent again: those that decode (an undecodable
+/// payload would only be parked again).
+pub async fn redrivable(
+    pool: &PgPool,
+    topic: &str,
+    reason: Option<&str>,
+    event_ids: &[String],
+) -> sqlx::Result<Vec<ParkedRow>> {
+    let rows: Vec<ParkedRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM parked_events
+         WHERE topic = $1 AND resolved_at IS NULL AND event_id IS NOT NULL
+           AND (($2::text IS NOT NULL AND reason = $2) OR event_id = ANY($3))
+         ORDER BY kafka_partition, kafka_offset"
+    ))
+    .bind(topic)
+    .bind(reason)
+    .bind(event_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| ConversionEvent::decode(&row.payload).is_ok())
+        .collect())
+}
+
+/// Publishes each row's message again (acknowledged by the broker), then marks it
+/// re-driven. Interrupted between the two, a second run sends it again: harmless, its
+/// event id is applied once.
+pub async fn redrive(
+    pool: &PgPool,
+    producer: &FutureProducer,
+    topic: &str,
+    rows: &[ParkedRow],
+) -> anyhow::Result<usize> {
+    for row in rows {
+        let event = ConversionEvent::decode(&row.payload).context("decode a parked event")?;
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .key(&event.referral_code)
+                    .payload(&row.payload),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(err, _)| err)
+            .with_context(|| format!("publish {} again", event.event_id))?;
+        sqlx::query(
+            "UPDATE parked_events SET resolved_at = now(), resolution = 'redriven'
+             WHERE topic = $1 AND kafka_partition = $2 AND kafka_offset = $3 AND resolved_at IS NULL",
+        )
+        .bind(&row.topic)
+        .bind(row.kafka_partition)
+        .bind(row.kafka_offset)
+        .execute(pool)
+        .await?;
+    }
+    Ok(rows.len())
+}
