@@ -87,6 +87,11 @@ pub struct Config {
     #[arg(long = "rate-limit-per-minute", env = "RATE_LIMIT_PER_MINUTE", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub rate_limit_per_minute: u32,
 
+    /// Clicks remembered per partition to drop copies (the same event id written twice by
+    /// a producer retry or re-send); about 64 bytes each.
+    #[arg(long = "click-copy-window", env = "CLICK_COPY_WINDOW", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub click_copy_window: u32,
+
     /// Consumer group session timeout: how soon a crashed instance's partitions move on.
     #[arg(long = "session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1_000..=300_000))]
     pub session_timeout_ms: u32,

@@ -17,7 +17,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
@@ -51,6 +51,8 @@ pub struct Record {
     pub partition: i32,
     pub offset: i64,
     pub payload: Vec<u8>,
+    /// Sent again by ingest (from its spill): the broker may hold it twice.
+    pub resent: bool,
 }
 
 /// Whether the broker still holds the last record the sinks applied, where they say.
@@ -277,6 +279,11 @@ impl TopicConsumer {
                         partition: message.partition(),
                         offset: message.offset(),
                         payload: message.payload().unwrap_or_default().to_vec(),
+                        resent: message.headers().is_some_and(|headers| {
+                            headers
+                                .iter()
+                                .any(|h| h.key == reftrack_events::kafka::RESENT_HEADER)
+                        }),
                     };
                 }
                 Err(err) => {
@@ -379,9 +386,11 @@ fn anchor_check(
         .set("fetch.wait.max.ms", "100")
         .create()
         .context("create the epoch-check consumer")?;
-    // An empty answer comes back within fetch.wait.max.ms; a second is plenty even for
-    // the first try, which connects too (and a try that gets nothing passes on to the next).
-    let patience = Duration::from_secs(1);
+    // An empty answer comes back within fetch.wait.max.ms, but a first answer can take
+    // longer: the try connects too, and tansu's sqlite storage takes over a second per
+    // fetch once a topic holds a few hundred thousand records. (A try that gets nothing
+    // passes on to the next.)
+    let patience = Duration::from_secs(5);
     for depth in CHECK_DEPTHS {
         let start = anchor.kafka_offset.saturating_sub(depth).max(0);
         let mut tpl = TopicPartitionList::new();

@@ -69,6 +69,9 @@ impl App {
                 config.dedupe_window_secs,
                 config.rate_limit_per_minute,
             ),
+            copies: std::sync::Mutex::new(clicks::copies::Copies::new(
+                config.click_copy_window as usize,
+            )),
             topic: kafka.clicks_topic.clone(),
         };
         let conversions = ConversionSink {

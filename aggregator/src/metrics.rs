@@ -14,6 +14,7 @@ pub const FENCED: &str = "aggregator_fenced_total";
 pub const REWINDS: &str = "aggregator_rewinds_total";
 pub const EPOCHS: &str = "aggregator_topic_epochs_total";
 pub const CLICKS: &str = "aggregator_clicks_total";
+pub const CLICK_COPIES: &str = "aggregator_click_copies_total";
 pub const CONVERSIONS: &str = "aggregator_conversions_total";
 pub const COMMISSION_EARNED: &str = "aggregator_commission_earned_cents_total";
 pub const COMMISSION_REVERSED: &str = "aggregator_commission_reversed_cents_total";
@@ -57,6 +58,10 @@ pub fn register() {
         "Partitions found holding another log than the sinks' positions came from (topic re-created, broker back empty), applied as a new epoch from its start, by topic."
     );
     describe_counter!(CLICKS, "Clicks written, by final verdict.");
+    describe_counter!(
+        CLICK_COPIES,
+        "Clicks dropped as copies of one already applied (the same event id at another offset: a producer retry or re-send)."
+    );
     describe_counter!(CONVERSIONS, "Conversions applied, by type.");
     describe_counter!(
         COMMISSION_EARNED,
@@ -109,7 +114,7 @@ fn start_at_zero() {
     for kind in ConversionKind::ALL {
         counter!(CONVERSIONS, "type" => kind.as_str()).increment(0);
     }
-    for name in [FENCED, COMMISSION_EARNED, COMMISSION_REVERSED] {
+    for name in [FENCED, CLICK_COPIES, COMMISSION_EARNED, COMMISSION_REVERSED] {
         counter!(name).increment(0);
     }
 }

@@ -689,6 +689,7 @@ mod tests {
                 partition,
                 offset,
                 payload: vec![],
+                resent: false,
             })
             .collect()
     }

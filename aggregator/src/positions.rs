@@ -80,6 +80,10 @@ impl Positions {
         Ok(())
     }
 
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
     pub fn postgres_next(&self, partition: i32) -> i64 {
         self.postgres.get(&partition).map_or(0, |s| s.next)
     }
@@ -271,6 +275,22 @@ pub async fn advance_postgres(
 /// never got are gone with it; how many is returned. ClickHouse's position moves first:
 /// a crash between the two steps repeats both with the same outcome.
 /// `Ok(None)` when fenced (another instance moved the partition meanwhile).
+/// Moves ClickHouse's position to `next` without rows (it only ever grows).
+pub async fn advance_clickhouse(
+    clickhouse: &Client,
+    topic: &str,
+    partition: i32,
+    next: i64,
+) -> clickhouse::error::Result<()> {
+    clickhouse
+        .query("INSERT INTO sink_offsets SELECT ?, toUInt16(?), maxState(toUInt64(?))")
+        .bind(topic)
+        .bind(partition)
+        .bind(next)
+        .execute()
+        .await
+}
+
 pub async fn begin_epoch(
     pool: &PgPool,
     clickhouse: &Client,
@@ -284,13 +304,7 @@ pub async fn begin_epoch(
     );
     let base = pg.max(ch);
     if ch < base {
-        clickhouse
-            .query("INSERT INTO sink_offsets SELECT ?, toUInt16(?), maxState(toUInt64(?))")
-            .bind(topic)
-            .bind(partition)
-            .bind(base)
-            .execute()
-            .await?;
+        advance_clickhouse(clickhouse, topic, partition, base).await?;
     }
     let moved = sqlx::query(
         "INSERT INTO consumer_offsets AS o (topic, kafka_partition, next_offset, epoch_base, epochs)

@@ -323,6 +323,13 @@ pub struct KafkaConfig {
     /// Replication factor of each topic when reftrack creates it.
     #[arg(id = "kafka_replication_factor", long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
     pub replication_factor: i32,
+
+    /// Idempotent producers (no duplicates or reordering from retries). The local stack
+    /// turns it off: tansu 0.6's durable (sqlite) storage panics on an idempotent
+    /// producer's writes after its own restart; the aggregator drops the copies retries
+    /// may then write.
+    #[arg(id = "kafka_idempotence", long = "kafka-idempotence", env = "KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub idempotence: bool,
 }
 
 #[derive(Debug, Clone, clap::Args)]

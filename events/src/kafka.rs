@@ -24,10 +24,15 @@ pub fn client_config(brokers: &str) -> ClientConfig {
 
 /// A producer that neither loses nor duplicates on retry: idempotent, `acks=all`,
 /// compressed batches. Callers add their own queue and timeout limits.
+/// Header on a click ingest sends again from its spill: the broker may already hold it
+/// (a delivery that timed out may still have been written), so the aggregator checks
+/// the stores for it rather than only the clicks it remembers.
+pub const RESENT_HEADER: &str = "reftrack-resent";
+
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(&kafka.brokers);
     config
-        .set("enable.idempotence", "true")
+        .set("enable.idempotence", kafka.idempotence.to_string())
         .set("acks", "all")
         .set("compression.type", &kafka.compression)
         .set("linger.ms", "5");

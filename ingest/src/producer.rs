@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, FutureProducer, FutureRecord, Producer, ProducerContext,
     PurgeConfig, ThreadedProducer,
@@ -282,7 +282,11 @@ impl ClickProducer {
             loop {
                 let base = BaseRecord::with_opaque_to(&self.topic, REPLAYED)
                     .key(&record.key)
-                    .payload(&record.payload);
+                    .payload(&record.payload)
+                    .headers(OwnedHeaders::new().insert(Header {
+                        key: reftrack_events::kafka::RESENT_HEADER,
+                        value: Some("1"),
+                    }));
                 match self.producer.load().send(base) {
                     Ok(()) => break,
                     Err((

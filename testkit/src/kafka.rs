@@ -98,26 +98,41 @@ pub async fn read_topic_async(
     .await?
 }
 
-/// A tansu broker of the test's own, on a free port. It runs on memory storage, like the
-/// local stack's broker: after [`PrivateBroker::stop`] and [`PrivateBroker::start`] it
-/// comes back without topics or records, which the services must cope with. (tansu 0.6's
-/// sqlite storage kept them, but panicked on an idempotent producer's replay after a
-/// restart and then failed every request.)
+/// A tansu broker of the test's own, on a free port, killed with SIGKILL by
+/// [`PrivateBroker::stop`] and started again by [`PrivateBroker::start`].
+///
+/// On memory storage ([`PrivateBroker::launch`]) it comes back without topics or records,
+/// which the services must cope with. On sqlite storage ([`PrivateBroker::launch_durable`],
+/// like the local stack's broker) it keeps them; its clients must then not be idempotent
+/// producers (tansu 0.6 panics on their writes after its restart, "more or less than one
+/// row", and then fails every request).
 pub struct PrivateBroker {
     pub port: u16,
     dir: PathBuf,
+    storage: &'static str,
     child: Option<Child>,
 }
 
 impl PrivateBroker {
+    /// A broker on memory storage: a restart loses everything.
+    pub fn launch() -> anyhow::Result<Self> {
+        Self::launch_on("memory://tansu/")
+    }
+
+    /// A broker on sqlite storage (in its own folder): a restart keeps topics and records.
+    pub fn launch_durable() -> anyhow::Result<Self> {
+        Self::launch_on("sqlite://tansu.db")
+    }
+
     /// Starts the broker on a free port. The port is free when chosen but may be taken
     /// before tansu binds it, so a broker that exits at once is tried on another port.
-    pub fn launch() -> anyhow::Result<Self> {
+    fn launch_on(storage: &'static str) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("reftrack-tansu-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let mut broker = Self {
             port: 0,
             dir,
+            storage,
             child: None,
         };
         let mut attempts = 0;
@@ -154,7 +169,7 @@ impl PrivateBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", self.storage])
             .current_dir(&self.dir)
             .stdout(Stdio::null())
             .stderr(self.log_file()?)

@@ -57,6 +57,7 @@ impl TestStack {
             partitions: 3,
             compression: "lz4".to_string(),
             replication_factor: 1,
+            idempotence: env_or("KAFKA_IDEMPOTENCE", "true") == "true",
         };
         let redis = RedisConfig {
             url: env_or("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -107,6 +108,7 @@ impl TestStack {
                 self.kafka.conversions_topic.clone(),
             ),
             ("KAFKA_TOPIC_PARTITIONS", self.kafka.partitions.to_string()),
+            ("KAFKA_IDEMPOTENCE", self.kafka.idempotence.to_string()),
             ("REDIS_URL", self.redis.url.expose().to_string()),
             ("REDIS_KEY_PREFIX", self.redis.key_prefix.clone()),
         ]

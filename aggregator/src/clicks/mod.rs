@@ -1,10 +1,13 @@
-//! Clicks: final verdicts (Redis), then Postgres (`linkClicked` and progress, one
-//! transaction), then ClickHouse (raw clicks, whose INSERT also feeds the hourly rollup
-//! and the ClickHouse progress through materialized views).
+//! Clicks: copies dropped ([`copies`]), final verdicts (Redis), then Postgres
+//! (`linkClicked` and progress, one transaction), then ClickHouse (raw clicks, whose
+//! INSERT also feeds the hourly rollup and the ClickHouse progress through materialized
+//! views).
 
+pub mod copies;
 pub mod verdicts;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use clickhouse::Client;
@@ -18,6 +21,7 @@ use crate::metrics as m;
 use crate::parked;
 use crate::pipeline::{ApplyError, BatchSink};
 use crate::positions::{self, FromMessage, Positions, Sink};
+use copies::Copies;
 use verdicts::{Candidate, Verdicts};
 
 /// ClickHouse's verdict for a message that could not be decoded (it is parked in Postgres).
@@ -28,15 +32,17 @@ pub struct ClickSink {
     pub clickhouse: Client,
     pub redis: ConnectionManager,
     pub verdicts: Verdicts,
+    pub copies: Mutex<Copies>,
     pub topic: String,
 }
 
 /// A click ready to be written: the message, its event (`None` when undecodable) and
-/// its final verdict.
+/// its final verdict; a copy of a click already applied is written nowhere.
 pub struct PreparedClick {
     record: Record,
     event: Option<ClickEvent<'static>>,
     verdict: ClickVerdict,
+    copy: bool,
 }
 
 impl FromMessage for PreparedClick {
@@ -53,6 +59,9 @@ impl BatchSink for ClickSink {
     }
 
     async fn load_positions(&self, positions: &mut Positions) -> anyhow::Result<()> {
+        if !positions.is_loaded() {
+            self.copies.lock().expect("copies lock").clear();
+        }
         positions
             .load(&self.pool, &self.clickhouse, &self.topic)
             .await
@@ -73,9 +82,11 @@ impl BatchSink for ClickSink {
                     verdict: event.as_ref().map_or(ClickVerdict::Valid, |e| e.verdict),
                     event,
                     record,
+                    copy: false,
                 }
             })
             .collect();
+        self.mark_copies(&mut clicks, positions).await?;
         self.decide_verdicts(&mut clicks, positions).await?;
         Ok(clicks)
     }
@@ -92,9 +103,71 @@ impl BatchSink for ClickSink {
 }
 
 impl ClickSink {
+    async fn mark_copies(
+        &self,
+        clicks: &mut [PreparedClick],
+        positions: &Positions,
+    ) -> anyhow::Result<()> {
+        let mut copies = std::mem::take(&mut *self.copies.lock().expect("copies lock"));
+        let outcome = async {
+            for click in clicks.iter_mut() {
+                let partition = click.record.partition;
+                if !copies.knows(partition) {
+                    let next = positions.clickhouse_next(partition);
+                    copies
+                        .seed(&self.clickhouse, &self.topic, partition, next)
+                        .await?;
+                }
+                if let Some(event) = &click.event {
+                    click.copy = copies.is_copy(partition, event.event_id, click.record.offset);
+                }
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        // Seeded partitions are kept even when a later seed failed.
+        *self.copies.lock().expect("copies lock") = copies;
+        outcome?;
+        self.mark_resent_copies(clicks).await?;
+        let n = clicks.iter().filter(|c| c.copy).count();
+        if n > 0 {
+            tracing::warn!(topic = %self.topic, copies = n, "dropped clicks already applied (same event id at another offset)");
+            metrics::counter!(m::CLICK_COPIES).increment(n as u64);
+        }
+        Ok(())
+    }
+
     /// Clicks ingest found valid may still be duplicates or rate-limited. The verdict
     /// memo keeps everything from the first offset a sink still needs (which includes a
     /// batch in flight), so a replay after a crash finds its verdicts there.
+    /// Re-sent clicks whose first write ClickHouse holds at another offset.
+    async fn mark_resent_copies(&self, clicks: &mut [PreparedClick]) -> anyhow::Result<()> {
+        let resent: Vec<copies::Resent> = clicks
+            .iter()
+            .filter(|c| c.record.resent && !c.copy)
+            .filter_map(|c| c.event.as_ref())
+            .map(|e| copies::Resent {
+                event_id: e.event_id,
+                affiliate_id: e.affiliate_id.unwrap_or(0) as u64,
+                received_at: (e.received_at_ms / 1000) as u32,
+            })
+            .collect();
+        if resent.is_empty() {
+            return Ok(());
+        }
+        let held = copies::offsets_in_clickhouse(&self.clickhouse, &self.topic, &resent).await?;
+        for click in clicks.iter_mut().filter(|c| c.record.resent) {
+            if let Some(event) = &click.event
+                && held
+                    .get(&event.event_id)
+                    .is_some_and(|&offset| offset != click.record.offset)
+            {
+                click.copy = true;
+            }
+        }
+        Ok(())
+    }
+
     async fn decide_verdicts(
         &self,
         clicks: &mut [PreparedClick],
@@ -110,7 +183,7 @@ impl ClickSink {
             .enumerate()
             .filter_map(|(i, click)| {
                 let event = click.event.as_ref()?;
-                (event.verdict == ClickVerdict::Valid).then(|| {
+                (event.verdict == ClickVerdict::Valid && !click.copy).then(|| {
                     (
                         i,
                         Candidate {
@@ -156,6 +229,7 @@ impl ClickSink {
         let mut undecodable = Vec::new();
         for click in &needed {
             match &click.event {
+                Some(_) if click.copy => {}
                 Some(event) if click.verdict == ClickVerdict::Valid => {
                     if let Some(affiliate) = event.affiliate_id {
                         *valid.entry(affiliate).or_default() += 1;
@@ -202,7 +276,7 @@ impl ClickSink {
         let mut insert = self.clickhouse.insert::<ClickRow<'_>>("clicks_raw").await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
         let mut verdicts: HashMap<ClickVerdict, u64> = HashMap::new();
-        for click in &rows {
+        for click in rows.iter().filter(|c| !c.copy) {
             let row = ClickRow::new(&self.topic, click);
             if let Some(event) = &click.event {
                 *verdicts.entry(click.verdict).or_default() += 1;
@@ -216,8 +290,21 @@ impl ClickSink {
         for (verdict, n) in verdicts {
             metrics::counter!(m::CLICKS, "verdict" => verdict.as_str()).increment(n);
         }
-        for click in rows {
-            positions.set_clickhouse(click.record.partition, click.record.offset + 1);
+        // ClickHouse's progress comes from the rows; past copies that end a partition's
+        // part of the batch, it is moved on by itself.
+        let mut ends: BTreeMap<i32, (i64, bool)> = BTreeMap::new();
+        for click in &rows {
+            ends.insert(
+                click.record.partition,
+                (click.record.offset + 1, click.copy),
+            );
+        }
+        for (partition, (next, copy)) in ends {
+            if copy {
+                positions::advance_clickhouse(&self.clickhouse, &self.topic, partition, next)
+                    .await?;
+            }
+            positions.set_clickhouse(partition, next);
         }
         Ok(())
     }

@@ -80,6 +80,7 @@ async fn a_broker_back_empty_is_a_new_epoch_applied_from_its_start() {
     let mut broker = PrivateBroker::launch().unwrap();
     let mut config = config(&stack);
     config.kafka.brokers = broker.brokers();
+    config.kafka.idempotence = true;
 
     // The first log: 300 clicks and a purchase, applied.
     let server = spawn(&config).await;

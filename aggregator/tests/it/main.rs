@@ -97,6 +97,26 @@ impl Producer {
             .key(key)
             .payload(payload)
             .partition(partition);
+        self.deliver(topic, partition, record).await;
+    }
+
+    /// As ingest sends a click again from its spill.
+    pub async fn send_resent(&self, topic: &str, key: &str, payload: &[u8]) {
+        let partition = self.partition_of(key);
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .partition(partition)
+            .headers(
+                rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                    key: reftrack_events::kafka::RESENT_HEADER,
+                    value: Some("1"),
+                }),
+            );
+        self.deliver(topic, partition, record).await;
+    }
+
+    async fn deliver(&self, topic: &str, partition: i32, record: FutureRecord<'_, str, [u8]>) {
         self.producer
             .send(record, Duration::from_secs(30))
             .await

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::{Producer, affiliate, config, conversion, drained, rollup, spawn};
 
-fn event(body: serde_json::Value) -> (String, Vec<u8>) {
+fn event(body: &serde_json::Value) -> (String, Vec<u8>) {
     let now = chrono::Utc::now();
     let mut base = json!({"user_id": 7, "referral_code": "HOLD", "method": "link",
                           "currency": "USD", "occurred_at": now, "received_at": now});
@@ -52,7 +52,7 @@ async fn a_refund_read_before_its_purchase_waits_and_is_applied_with_it() {
     // The refund comes first, on another partition (as a purchase retried after a 503
     // would leave it): it waits.
     let (key, refund) = event(
-        json!({"event_id": "r-1", "type": "refund", "amount": "40.00",
+        &json!({"event_id": "r-1", "type": "refund", "amount": "40.00",
                                      "original_event_id": "p-1"}),
     );
     producer.send_to(topic, elsewhere, &key, &refund).await;
@@ -69,8 +69,8 @@ async fn a_refund_read_before_its_purchase_waits_and_is_applied_with_it() {
 
     // Its purchase arrives: both are applied, in both stores, and the refund is resolved.
     for (key, payload) in [
-        event(json!({"event_id": "s-1", "type": "signup"})),
-        event(json!({"event_id": "p-1", "type": "purchase", "amount": "100.00"})),
+        event(&json!({"event_id": "s-1", "type": "signup"})),
+        event(&json!({"event_id": "p-1", "type": "purchase", "amount": "100.00"})),
     ] {
         producer.send_to(topic, home, &key, &payload).await;
     }
@@ -109,8 +109,8 @@ async fn parked_conversions_are_listed_and_re_driven_once_their_cause_is_fixed()
     let producer = Producer::new(&stack);
     let topic = &stack.kafka.conversions_topic;
     for (key, payload) in [
-        event(json!({"event_id": "s-1", "type": "signup"})),
-        event(json!({"event_id": "p-1", "type": "purchase", "amount": "50.00"})),
+        event(&json!({"event_id": "s-1", "type": "signup"})),
+        event(&json!({"event_id": "p-1", "type": "purchase", "amount": "50.00"})),
     ] {
         producer.send(topic, &key, &payload).await;
     }

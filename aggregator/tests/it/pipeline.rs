@@ -471,3 +471,63 @@ async fn an_instance_that_loses_its_hold_on_its_partitions_stops() {
         "{stopped:#}"
     );
 }
+
+#[tokio::test]
+async fn a_click_written_twice_counts_once_even_across_a_restart() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "TWICE", "10").await;
+    let producer = Producer::new(&stack);
+    let topic = &stack.kafka.clicks_topic;
+    let clicks: Vec<Vec<u8>> = (0..20)
+        .map(|visitor| click("TWICE", Some(id), visitor, Utc::now(), ClickVerdict::Valid))
+        .collect();
+    let link_clicked = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT link_clicked FROM affiliate_totals WHERE affiliate_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap()
+    };
+    // Each click written twice (a producer retry after a lost answer): the copies end
+    // the batch, so ClickHouse's progress must pass them without rows.
+    let config = config(&stack);
+    let first = spawn(&config).await;
+    for payload in clicks.iter().chain(&clicks) {
+        producer.send(topic, "TWICE", payload).await;
+    }
+    drained(&stack, &producer.ends()).await;
+    first.stop().await.unwrap();
+    let stats = rollup(&stack, id).await;
+    assert_eq!((stats.raw_clicks, stats.valid_clicks), (20, 20));
+    assert_eq!(link_clicked().await, 20);
+
+    // A new instance remembers them from ClickHouse: more copies, and one new click.
+    let second = spawn(&config).await;
+    for payload in &clicks[..5] {
+        producer.send(topic, "TWICE", payload).await;
+    }
+    let new = click("TWICE", Some(id), 99, Utc::now(), ClickVerdict::Valid);
+    producer.send(topic, "TWICE", &new).await;
+    drained(&stack, &producer.ends()).await;
+    second.stop().await.unwrap();
+    let stats = rollup(&stack, id).await;
+    assert_eq!((stats.raw_clicks, stats.valid_clicks), (21, 21));
+    assert_eq!(stats.duplicate_clicks, 0, "a copy is not a duplicate click");
+    assert_eq!(link_clicked().await, 21);
+
+    // Copies from further back than an instance remembers: those ingest re-sent from its
+    // spill are marked, and found in ClickHouse.
+    let mut forgetful = config.clone();
+    forgetful.click_copy_window = 3;
+    let third = spawn(&forgetful).await;
+    for payload in clicks.iter().take(4) {
+        producer.send_resent(topic, "TWICE", payload).await;
+    }
+    drained(&stack, &producer.ends()).await;
+    third.stop().await.unwrap();
+    let stats = rollup(&stack, id).await;
+    assert_eq!((stats.raw_clicks, stats.valid_clicks), (21, 21));
+    assert_eq!(link_clicked().await, 21);
+}

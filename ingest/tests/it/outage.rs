@@ -17,6 +17,9 @@ use crate::{FIREFOX, affiliate, config, http, spawn};
 fn on_private_broker(stack: &TestStack, broker: &PrivateBroker) -> ingest::Config {
     let mut config = config(stack);
     config.kafka.brokers = broker.brokers();
+    // Idempotent, as against Apache Kafka: the producer whose identity the emptied broker
+    // forgot must be replaced.
+    config.kafka.idempotence = true;
     config.spill_after_ms = 1_000;
     config.conversion_ack_timeout_ms = 1_000;
     config

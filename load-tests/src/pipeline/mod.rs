@@ -385,10 +385,25 @@ fn progress_bar(args: &Args, load: &Load, reporter: &Reporter) -> ProgressBar {
 #[derive(Debug, serde::Serialize)]
 pub struct Verification {
     pub affiliates: usize,
+    /// What all promoters together must show (and, when passed, showed).
+    pub expected: Expected,
     pub passed: bool,
     /// Seconds after the traffic until api showed everything (or the limit).
     pub settled_after_secs: f64,
     pub mismatches: Vec<String>,
+}
+
+fn total<'a>(each: impl Iterator<Item = &'a Expected>) -> Expected {
+    each.fold(Expected::default(), |sum, e| Expected {
+        raw_clicks: sum.raw_clicks + e.raw_clicks,
+        valid_clicks: sum.valid_clicks + e.valid_clicks,
+        unique_clicks: sum.unique_clicks + e.unique_clicks,
+        signups: sum.signups + e.signups,
+        purchases: sum.purchases + e.purchases,
+        net_sales_cents: sum.net_sales_cents + e.net_sales_cents,
+        earned_cents: sum.earned_cents + e.earned_cents,
+        reversed_cents: sum.reversed_cents + e.reversed_cents,
+    })
 }
 
 /// Reads every promoter's figures through the public API until they all match, or
@@ -422,6 +437,7 @@ async fn settle(
         if mismatches.is_empty() || started.elapsed() > limit {
             return Ok(Verification {
                 affiliates: checks.len(),
+                expected: total(checks.iter().map(|(_, e)| e)),
                 passed: mismatches.is_empty(),
                 settled_after_secs: started.elapsed().as_secs_f64(),
                 mismatches,
