@@ -47,6 +47,7 @@ const QUIET: &[(&str, &str)] = &[
     ("Fences and rewinds", "A"),
     ("Fences and rewinds", "B"),
     ("Fences and rewinds", "C"),
+    ("Fences and rewinds", "D"),
     ("Server error ratio", "A"),
 ];
 
@@ -472,15 +473,18 @@ async fn clicks(w: &mut World, s: &Services, wave: u8) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Conversions through the promoter's code; `refund` of a purchase nobody reported is
-/// parked.
+/// Conversions through the promoter's code. A refund of a purchase not reported (yet) is
+/// parked; one whose purchase comes later (`d-p3`) is applied with it.
 async fn conversions(w: &mut World, s: &Services, events: &[Value]) -> anyhow::Result<()> {
     for event in events {
         s.conversion(&w.events, event).await?;
-        if event["original_event_id"] == "never-sent" {
+        if event["original_event_id"] == "never-sent" || event["event_id"] == "d-r3" {
             w.sent.parked += 1;
         } else {
             w.sent.conversions_applied += 1;
+        }
+        if event["event_id"] == "d-p3" {
+            w.sent.conversions_applied += 1; // d-r3, released
         }
     }
     Ok(())
@@ -584,6 +588,7 @@ async fn drive_traffic(
         json!({"event_id": "d-p2", "type": "purchase", "user_id": 9001, "referral_code": code, "amount": "40.00", "currency": "USD"}),
         json!({"event_id": "d-r1", "type": "refund", "user_id": 9001, "referral_code": code, "amount": "10.00", "currency": "USD", "original_event_id": "d-p2"}),
         json!({"event_id": "d-r2", "type": "refund", "user_id": 9001, "referral_code": code, "amount": "5.00", "currency": "USD", "original_event_id": "never-sent"}),
+        json!({"event_id": "d-r3", "type": "refund", "user_id": 9001, "referral_code": code, "amount": "6.00", "currency": "USD", "original_event_id": "d-p3"}),
     ])
     .await?;
     payout(&mut w, s).await?;
