@@ -1,4 +1,4 @@
-//! api: answers the promoter API (seed 000) and the admin affiliate API (seed 004) from
+//! api: answers the promoter API and the admin affiliate API (`docs/api/`) from
 //! Postgres (entities, balances, payouts) and ClickHouse rollups (stats), with Redis for
 //! rate limits and short-lived caches.
 //!

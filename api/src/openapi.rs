@@ -11,7 +11,7 @@ use crate::{admin, promoter};
 #[openapi(
     info(
         title = "reftrack",
-        description = "The promoter API (seed 000) and the admin affiliate API (seed 004) of reftrack."
+        description = "The promoter API and the admin affiliate API of reftrack (docs/api/ in the repository)."
     ),
     paths(
         promoter::promoter,

@@ -48,7 +48,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// `BASE?ref=CODE`, the link format of seed 000.
+    /// `BASE?ref=CODE`, the link format of the promoter API document.
     pub fn referral_link(&self, code: &str) -> String {
         let mut link = self.link_base.clone();
         link.set_query(Some(&format!("ref={code}")));

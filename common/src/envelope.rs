@@ -1,4 +1,4 @@
-//! The JSON envelope of reftrack's server-to-server and admin APIs (seed 004):
+//! The JSON envelope of reftrack's server-to-server and admin APIs (`docs/api/admin-affiliate-api.txt`):
 //! `{success, data, message, timestamp, api_version}` on success and
 //! `{success: false, error: {code, message, details}}` on failure.
 

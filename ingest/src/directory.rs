@@ -147,12 +147,12 @@ struct CodeRow {
     landing_url: Option<String>,
 }
 
-/// Attributable codes: approved, active, not deleted.
+/// Attributable codes: those of affiliates who may earn.
 async fn fetch(pool: &PgPool) -> anyhow::Result<Snapshot> {
-    let rows = sqlx::query_as::<_, CodeRow>(
-        "SELECT id, referral_code, landing_url FROM affiliates
-         WHERE status = 'approved' AND active AND deleted_at IS NULL",
-    )
+    let rows = sqlx::query_as::<_, CodeRow>(&format!(
+        "SELECT id, referral_code, landing_url FROM affiliates WHERE {}",
+        reftrack_store::affiliates::MAY_EARN
+    ))
     .fetch_all(pool)
     .await?;
     let codes = rows

@@ -5,6 +5,7 @@
 //! payouts, API keys, consumer progress); ClickHouse holds raw events and hourly rollups;
 //! Redis holds short-lived state (click verdict windows, rate limits, caches).
 
+pub mod affiliates;
 pub mod api_keys;
 pub mod clickhouse;
 pub mod postgres;

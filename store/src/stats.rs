@@ -1,10 +1,10 @@
 //! Queries over ClickHouse's hourly rollups (never the raw tables): one affiliate over a
-//! range, per day, several affiliates at once, top affiliates, and totals. Ranges are
+//! range, or several affiliates at once (a page of a listing). Ranges are
 //! half-open `[from, to)` in UTC; money is in cents.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use clickhouse::Client;
 
 /// Counts and money of a set of hours.
@@ -153,30 +153,6 @@ pub async fn affiliate(
     Ok(rows.into_iter().next().map(|(_, s)| s).unwrap_or_default())
 }
 
-/// One affiliate per UTC day of `[from, to)`; days without activity are absent.
-pub async fn affiliate_daily(
-    client: &Client,
-    affiliate_id: i64,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> clickhouse::error::Result<Vec<(NaiveDate, Stats)>> {
-    let rows = stats_by(
-        client,
-        "toDate(hour)",
-        &format!("affiliate_id = {affiliate_id}"),
-        from,
-        to,
-    )
-    .await?;
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-    let mut days: Vec<(NaiveDate, Stats)> = rows
-        .into_iter()
-        .map(|(day, s)| (epoch + chrono::Days::new(day), s))
-        .collect();
-    days.sort_by_key(|(d, _)| *d);
-    Ok(days)
-}
-
 /// Several affiliates over `[from, to)` (e.g. a page of a listing).
 pub async fn affiliates(
     client: &Client,
@@ -195,33 +171,4 @@ pub async fn affiliates(
     let filter = format!("affiliate_id IN ({list})");
     let rows = stats_by(client, "affiliate_id", &filter, from, to).await?;
     Ok(rows.into_iter().map(|(id, s)| (id as i64, s)).collect())
-}
-
-/// The `limit` affiliates with the most net commission over `[from, to)`.
-pub async fn top_affiliates(
-    client: &Client,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    limit: usize,
-) -> clickhouse::error::Result<Vec<(i64, Stats)>> {
-    let mut rows = stats_by(client, "affiliate_id", "affiliate_id != 0", from, to).await?;
-    rows.sort_by_key(|(id, s)| {
-        (
-            std::cmp::Reverse(s.net_commission_cents()),
-            std::cmp::Reverse(s.valid_clicks),
-            *id,
-        )
-    });
-    rows.truncate(limit);
-    Ok(rows.into_iter().map(|(id, s)| (id as i64, s)).collect())
-}
-
-/// Every affiliate together (unknown codes included in the click columns).
-pub async fn totals(
-    client: &Client,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> clickhouse::error::Result<Stats> {
-    let rows = stats_by(client, "0", "1", from, to).await?;
-    Ok(rows.into_iter().next().map(|(_, s)| s).unwrap_or_default())
 }

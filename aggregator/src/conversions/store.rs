@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use reftrack_events::ConversionKind;
+use reftrack_store::affiliates::MAY_EARN;
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -73,10 +74,9 @@ pub async fn order_against_waiting_refunds(tx: &mut Tx<'_>, wants: &Wants) -> sq
 pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Result<State> {
     let mut state = State::default();
     let codes: Vec<&str> = wants.codes.iter().map(String::as_str).collect();
-    let rows: Vec<(i64, String, bool)> = sqlx::query_as(
-        "SELECT id, referral_code, status = 'approved' AND active AND deleted_at IS NULL
-         FROM affiliates WHERE referral_code = ANY($1)",
-    )
+    let rows: Vec<(i64, String, bool)> = sqlx::query_as(&format!(
+        "SELECT id, referral_code, {MAY_EARN} FROM affiliates WHERE referral_code = ANY($1)"
+    ))
     .bind(&codes)
     .fetch_all(&mut **tx)
     .await?;
@@ -154,9 +154,9 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
     let mut affiliates: BTreeSet<i64> = state.codes.values().copied().collect();
     affiliates.extend(state.referrals.values().map(|r| r.affiliate_id));
     let affiliates: Vec<i64> = affiliates.into_iter().collect();
-    let standing: Vec<(i64, bool)> = sqlx::query_as(
-        "SELECT id, status = 'approved' AND active AND deleted_at IS NULL FROM affiliates WHERE id = ANY($1)",
-    )
+    let standing: Vec<(i64, bool)> = sqlx::query_as(&format!(
+        "SELECT id, {MAY_EARN} FROM affiliates WHERE id = ANY($1)"
+    ))
     .bind(&affiliates)
     .fetch_all(&mut **tx)
     .await?;

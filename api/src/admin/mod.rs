@@ -1,4 +1,4 @@
-//! The admin affiliate API of seed 004, under `/api/v1/affiliate/`, for the product's
+//! The admin affiliate API (`docs/api/admin-affiliate-api.txt`), under `/api/v1/affiliate/`, for the product's
 //! staff: list, create, read, update, approve, reject, deactivate and delete affiliates,
 //! their performance, and payouts. Answers are in the `{success, data, message,
 //! timestamp, api_version}` envelope.
@@ -32,9 +32,8 @@ use views::{
     Trending, Updated, timestamp,
 };
 
-pub const BASE: &str = "/api/v1/affiliate";
 const LIST_PATH: &str = "/api/v1/affiliate/affiliates/";
-/// Rate of a newly created affiliate, as seed 004 shows it.
+/// Rate of a newly created affiliate, as the admin API document shows it.
 const NEW_AFFILIATE_RATE: Decimal = Decimal::from_parts(100, 0, 0, false, 1);
 
 pub fn router() -> Router<AppState> {

@@ -1,4 +1,4 @@
-//! The JSON of seed 004 (the admin affiliate API): snake_case, money and rates as numbers,
+//! The JSON of the admin affiliate API (`docs/api/admin-affiliate-api.txt`): snake_case, money and rates as numbers,
 //! timestamps in RFC 3339 to the second.
 
 use rust_decimal::Decimal;
@@ -69,7 +69,7 @@ pub struct Pagination {
 }
 
 impl Pagination {
-    /// `next_url`/`previous_url` carry the page only, as seed 004 shows them.
+    /// `next_url`/`previous_url` carry the page only, as the admin API document shows them.
     pub fn new(path: &str, page: i64, page_size: i64, total_count: i64) -> Self {
         let total_pages = (total_count + page_size - 1) / page_size;
         let url = |p: i64| format!("{path}?page={p}");
@@ -93,7 +93,7 @@ pub struct AffiliateList {
 }
 
 /// The answer to a create, an approval or a rejection: the affiliate, with what the
-/// action recorded (`R`) in its place among the fields, as seed 004 orders them.
+/// action recorded (`R`) in its place among the fields, as the admin API document orders them.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AffiliateAnswer<R> {
     pub id: i64,
@@ -264,7 +264,7 @@ pub struct Performance {
     pub trending: Trending,
 }
 
-/// The performance answer: seed 004 shows it with `success` and `data` only.
+/// The performance answer: the admin API document shows it with `success` and `data` only.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PerformanceEnvelope {
     pub success: bool,
@@ -294,7 +294,7 @@ pub struct PayoutList {
     pub pagination: Pagination,
 }
 
-/// Timestamps as seed 004 shows them: RFC 3339 in UTC, to the second.
+/// Timestamps as the admin API document shows them: RFC 3339 in UTC, to the second.
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -1,4 +1,4 @@
-//! The promoter API of seed 000, for a product's users: their promoter (created on first
+//! The promoter API (`docs/api/promoter-api.txt`), for a product's users: their promoter (created on first
 //! use), payout method, minimum withdrawal, recent earnings, referrals, payouts, and
 //! withdrawal requests. Every route acts on the caller's own promoter only.
 

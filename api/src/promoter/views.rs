@@ -1,4 +1,4 @@
-//! The JSON of seed 000 (the promoter API): camelCase, money as numbers except the
+//! The JSON of the promoter API (`docs/api/promoter-api.txt`): camelCase, money as numbers except the
 //! minimum withdrawal balance and a referral's rate, which the seed shows as strings.
 
 use rust_decimal::Decimal;
@@ -84,7 +84,7 @@ pub struct PayoutView {
     pub amount: Decimal,
 }
 
-/// Timestamps as seed 000 shows them: RFC 3339 in UTC, with microseconds when present.
+/// Timestamps as the promoter API document shows them: RFC 3339 in UTC, with microseconds when present.
 pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

@@ -1,4 +1,4 @@
-//! The example responses of the seed documents, verbatim, for shape comparison.
+//! The example responses of the API documents in `docs/api/`, verbatim, for shape comparison.
 
 use serde_json::Value;
 
