@@ -92,7 +92,7 @@ fn start_at_zero() {
     use metrics::counter;
     use reftrack_events::{ClickVerdict, ConversionKind};
 
-    use crate::conversions::ledger::{PARK_REASONS, UNDECODABLE};
+    use reftrack_domain::ParkReason;
     for topic in ["clicks", "conversions"] {
         counter!(EVENTS_CONSUMED, "topic" => topic).increment(0);
         counter!(REWINDS, "topic" => topic).increment(0);
@@ -101,9 +101,10 @@ fn start_at_zero() {
     for (sink, topic) in SINKS {
         counter!(SINK_ROWS, "sink" => sink, "topic" => topic).increment(0);
     }
-    counter!(PARKED, "topic" => "clicks", "reason" => UNDECODABLE).increment(0);
-    for reason in PARK_REASONS {
-        counter!(PARKED, "topic" => "conversions", "reason" => reason).increment(0);
+    counter!(PARKED, "topic" => "clicks", "reason" => ParkReason::Undecodable.as_str())
+        .increment(0);
+    for reason in ParkReason::ALL {
+        counter!(PARKED, "topic" => "conversions", "reason" => reason.as_str()).increment(0);
     }
     for outcome in ["applied", "reparked"] {
         counter!(RELEASED, "outcome" => outcome).increment(0);

@@ -1,6 +1,7 @@
 //! Messages that cannot be applied are parked in Postgres with the reason, counted, and
 //! passed over, so they never block their partition.
 
+use reftrack_domain::ParkReason;
 use sqlx::{Postgres, Transaction};
 
 use crate::consume::Record;
@@ -10,7 +11,7 @@ use crate::metrics as m;
 pub struct Parked<'a> {
     pub partition: i32,
     pub offset: i64,
-    pub reason: &'static str,
+    pub reason: ParkReason,
     pub event_id: Option<String>,
     /// The purchase a waiting refund waits for.
     pub waits_for: Option<String>,
@@ -22,7 +23,7 @@ impl<'a> Parked<'a> {
         Self {
             partition: record.partition,
             offset: record.offset,
-            reason: crate::conversions::ledger::UNDECODABLE,
+            reason: ParkReason::Undecodable,
             event_id: None,
             waits_for: None,
             payload: &record.payload,
@@ -42,7 +43,7 @@ pub async fn insert(
     }
     let partitions: Vec<i32> = parked.iter().map(|p| p.partition).collect();
     let offsets: Vec<i64> = parked.iter().map(|p| p.offset).collect();
-    let reasons: Vec<&str> = parked.iter().map(|p| p.reason).collect();
+    let reasons: Vec<&str> = parked.iter().map(|p| p.reason.as_str()).collect();
     let event_ids: Vec<Option<&str>> = parked.iter().map(|p| p.event_id.as_deref()).collect();
     let payloads: Vec<&[u8]> = parked.iter().map(|p| p.payload).collect();
     let waits_for: Vec<Option<&str>> = parked.iter().map(|p| p.waits_for.as_deref()).collect();
@@ -79,7 +80,10 @@ pub async fn release(
     }
     let partitions: Vec<i32> = released.iter().map(|r| r.position.partition).collect();
     let offsets: Vec<i64> = released.iter().map(|r| r.position.offset).collect();
-    let reasons: Vec<Option<&str>> = released.iter().map(|r| r.reason).collect();
+    let reasons: Vec<Option<&str>> = released
+        .iter()
+        .map(|r| r.reason.map(ParkReason::as_str))
+        .collect();
     sqlx::query(
         "UPDATE parked_events AS p
          SET resolved_at = CASE WHEN v.reason IS NULL THEN now() END,

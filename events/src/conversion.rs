@@ -6,49 +6,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConversionKind {
-    Signup,
-    Purchase,
-    Refund,
-}
-
-impl ConversionKind {
-    pub const ALL: [ConversionKind; 3] = [
-        ConversionKind::Signup,
-        ConversionKind::Purchase,
-        ConversionKind::Refund,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConversionKind::Signup => "signup",
-            ConversionKind::Purchase => "purchase",
-            ConversionKind::Refund => "refund",
-        }
-    }
-}
-
-/// How the referred user was invited (the promoter API's `invitationMethod`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum InvitationMethod {
-    #[default]
-    Link,
-    Email,
-    Coupon,
-}
-
-impl InvitationMethod {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InvitationMethod::Link => "link",
-            InvitationMethod::Email => "email",
-            InvitationMethod::Coupon => "coupon",
-        }
-    }
-}
+pub use reftrack_domain::{ConversionKind, InvitationMethod};
 
 /// A validated conversion. Money is a decimal carried as a string, never a float.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

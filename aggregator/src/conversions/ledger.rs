@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use reftrack_domain::{CommissionStatus, InvitationMethod, ParkReason, ReferralStatus};
 use reftrack_events::{ConversionEvent, ConversionKind};
 use rust_decimal::{Decimal, RoundingStrategy};
 
@@ -42,11 +43,11 @@ pub struct Referral {
     pub affiliate_id: i64,
     pub user_id: i64,
     pub email: Option<String>,
-    pub status: &'static str,
-    pub invitation_method: &'static str,
+    pub status: ReferralStatus,
+    pub invitation_method: InvitationMethod,
     pub commission_rate: Decimal,
     pub commission_amount: Decimal,
-    pub commission_status: Option<&'static str>,
+    pub commission_status: Option<CommissionStatus>,
     pub first_event_id: String,
     pub created_at: DateTime<Utc>,
     /// Whether this batch changed it (and so must write it).
@@ -93,31 +94,6 @@ impl State {
             .get(&affiliate_id)
             .copied()
             .unwrap_or(false)
-    }
-}
-
-/// The statuses a referral row may hold, as the static strings the rules use.
-pub fn referral_status(s: &str) -> &'static str {
-    if s == "converted" {
-        "converted"
-    } else {
-        "signup"
-    }
-}
-
-pub fn commission_status(s: Option<&str>) -> Option<&'static str> {
-    match s {
-        Some("earned") => Some("earned"),
-        Some("reversed") => Some("reversed"),
-        _ => None,
-    }
-}
-
-pub fn invitation_method(s: &str) -> &'static str {
-    match s {
-        "email" => "email",
-        "coupon" => "coupon",
-        _ => "link",
     }
 }
 
@@ -172,7 +148,7 @@ pub struct LedgerEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parked {
     pub position: Position,
-    pub reason: &'static str,
+    pub reason: ParkReason,
     pub event_id: Option<String>,
     /// The purchase a waiting refund waits for.
     pub waits_for: Option<String>,
@@ -184,7 +160,7 @@ pub struct Parked {
 pub struct Released {
     pub position: Position,
     pub event_id: String,
-    pub reason: Option<&'static str>,
+    pub reason: Option<ParkReason>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -205,28 +181,6 @@ pub struct Plan {
     pub totals: BTreeMap<i64, TotalsDelta>,
     pub duplicates: usize,
 }
-
-pub const UNKNOWN_CODE: &str = "unknown referral code";
-pub const INACTIVE: &str = "affiliate not active";
-pub const ALREADY_REFERRED: &str = "user already referred";
-/// A refund whose purchase has not been applied (yet): it waits for it.
-pub const AWAITING_PURCHASE: &str = "refund waiting for its purchase";
-pub const NOT_A_PURCHASE: &str = "refund of a conversion that is not a purchase";
-pub const REFUND_TOO_LARGE: &str = "refund exceeds the purchase's remaining amount";
-pub const UNDECODABLE: &str = "undecodable";
-/// Postgres refused the message's data (e.g. an amount beyond its columns).
-pub const REJECTED: &str = "rejected by the database";
-/// Every reason a conversion is parked for.
-pub const PARK_REASONS: [&str; 8] = [
-    UNKNOWN_CODE,
-    INACTIVE,
-    ALREADY_REFERRED,
-    AWAITING_PURCHASE,
-    NOT_A_PURCHASE,
-    REFUND_TOO_LARGE,
-    UNDECODABLE,
-    REJECTED,
-];
 
 /// `amount × rate%`, rounded half-even to cents.
 pub fn commission(amount: Decimal, rate: Decimal) -> Decimal {
@@ -328,9 +282,9 @@ fn park(
     plan: &mut Plan,
     position: Position,
     event: &ConversionEvent,
-    reason: &'static str,
+    reason: ParkReason,
 ) {
-    let waits_for = (reason == AWAITING_PURCHASE)
+    let waits_for = (reason == ParkReason::AwaitingPurchase)
         .then(|| event.original_event_id.clone())
         .flatten();
     if let Some(purchase) = &waits_for {
@@ -394,28 +348,28 @@ fn release_waiting(state: &mut State, plan: &mut Plan, at: Position, purchase_id
     }
 }
 
-fn attributable(state: &State, code: &str) -> Result<i64, &'static str> {
+fn attributable(state: &State, code: &str) -> Result<i64, ParkReason> {
     match state.codes.get(code) {
-        None => Err(UNKNOWN_CODE),
+        None => Err(ParkReason::UnknownCode),
         Some(&id) if state.may_earn(id) => Ok(id),
-        Some(_) => Err(INACTIVE),
+        Some(_) => Err(ParkReason::Inactive),
     }
 }
 
-fn signup(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'static str> {
+fn signup(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkReason> {
     if state.referrals.contains_key(&event.user_id) {
-        return Err(ALREADY_REFERRED);
+        return Err(ParkReason::AlreadyReferred);
     }
     let affiliate_id = attributable(state, &event.referral_code)?;
     let rate = state
         .rate_at(affiliate_id, event.occurred_at)
-        .ok_or(INACTIVE)?;
+        .ok_or(ParkReason::Inactive)?;
     let key = ReferralKey::New {
         user_id: event.user_id,
     };
     state.referrals.insert(
         event.user_id,
-        new_referral(key, affiliate_id, event, rate, "signup"),
+        new_referral(key, affiliate_id, event, rate, ReferralStatus::Signup),
     );
     Ok(Applied {
         kind: ConversionKind::Signup,
@@ -433,7 +387,7 @@ fn new_referral(
     affiliate_id: i64,
     event: &ConversionEvent,
     rate: Decimal,
-    status: &'static str,
+    status: ReferralStatus,
 ) -> Referral {
     Referral {
         key,
@@ -441,7 +395,7 @@ fn new_referral(
         user_id: event.user_id,
         email: event.email.clone(),
         status,
-        invitation_method: event.method.as_str(),
+        invitation_method: event.method,
         commission_rate: rate,
         commission_amount: Decimal::ZERO,
         commission_status: None,
@@ -451,17 +405,17 @@ fn new_referral(
     }
 }
 
-fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'static str> {
+fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkReason> {
     let amount = event.amount.unwrap_or_default();
     // A referred user stays with the affiliate who referred them.
     let affiliate_id = match state.referrals.get(&event.user_id) {
         Some(referral) if state.may_earn(referral.affiliate_id) => referral.affiliate_id,
-        Some(_) => return Err(INACTIVE),
+        Some(_) => return Err(ParkReason::Inactive),
         None => attributable(state, &event.referral_code)?,
     };
     let rate = state
         .rate_at(affiliate_id, event.occurred_at)
-        .ok_or(INACTIVE)?;
+        .ok_or(ParkReason::Inactive)?;
     let earned = commission(amount, rate);
     let referral = state.referrals.entry(event.user_id).or_insert_with(|| {
         new_referral(
@@ -471,13 +425,13 @@ fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'sta
             affiliate_id,
             event,
             rate,
-            "converted",
+            ReferralStatus::Converted,
         )
     });
-    referral.status = "converted";
+    referral.status = ReferralStatus::Converted;
     referral.commission_amount += earned;
     if earned > Decimal::ZERO {
-        referral.commission_status = Some("earned");
+        referral.commission_status = Some(CommissionStatus::Earned);
     }
     referral.changed = true;
     Ok(Applied {
@@ -491,18 +445,18 @@ fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'sta
     })
 }
 
-fn refund(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'static str> {
+fn refund(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkReason> {
     let amount = event.amount.unwrap_or_default();
     let original_id = event.original_event_id.as_deref().unwrap_or_default();
     let original = match state.applied.get(original_id) {
         Some(o) if o.kind == ConversionKind::Purchase => o.clone(),
-        Some(_) => return Err(NOT_A_PURCHASE),
-        None => return Err(AWAITING_PURCHASE),
+        Some(_) => return Err(ParkReason::NotAPurchase),
+        None => return Err(ParkReason::AwaitingPurchase),
     };
     let (refunded, reversed) = state.refunded.get(original_id).copied().unwrap_or_default();
     let remaining_amount = original.amount - refunded;
     if amount > remaining_amount {
-        return Err(REFUND_TOO_LARGE);
+        return Err(ParkReason::RefundTooLarge);
     }
     let remaining_commission = original.commission - reversed;
     let clawback = if amount == remaining_amount {
@@ -518,7 +472,7 @@ fn refund(state: &mut State, event: &ConversionEvent) -> Result<Applied, &'stati
     if let Some(referral) = state.referrals.get_mut(&original.user_id) {
         referral.commission_amount -= clawback;
         if referral.commission_amount.is_zero() && referral.commission_status.is_some() {
-            referral.commission_status = Some("reversed");
+            referral.commission_status = Some(CommissionStatus::Reversed);
         }
         referral.changed = true;
     }
@@ -703,14 +657,18 @@ mod tests {
                 referral.commission_amount,
                 referral.commission_status
             ),
-            ("converted", dec!(22.50), Some("earned"))
+            (
+                ReferralStatus::Converted,
+                dec!(22.50),
+                Some(CommissionStatus::Earned)
+            )
         );
         assert_eq!(
             referral.commission_rate,
             dec!(10),
             "the rate when the user signed up"
         );
-        assert_eq!(referral.invitation_method, "email");
+        assert_eq!(referral.invitation_method, InvitationMethod::Email);
     }
 
     #[test]
@@ -748,11 +706,11 @@ mod tests {
             }
         );
         assert_eq!(plan.parked.len(), 1);
-        assert_eq!(plan.parked[0].reason, REFUND_TOO_LARGE);
+        assert_eq!(plan.parked[0].reason, ParkReason::RefundTooLarge);
         let referral = &plan.new_referrals[0];
         assert_eq!(
             (referral.commission_amount, referral.commission_status),
-            (dec!(0), Some("reversed"))
+            (dec!(0), Some(CommissionStatus::Reversed))
         );
     }
 
@@ -831,10 +789,10 @@ mod tests {
         assert_eq!(
             reasons,
             vec![
-                (0, UNKNOWN_CODE),
-                (1, INACTIVE),
-                (3, ALREADY_REFERRED),
-                (4, AWAITING_PURCHASE)
+                (0, ParkReason::UnknownCode),
+                (1, ParkReason::Inactive),
+                (3, ParkReason::AlreadyReferred),
+                (4, ParkReason::AwaitingPurchase)
             ]
         );
         assert_eq!(plan.conversions.len(), 1);
@@ -920,7 +878,11 @@ mod tests {
             .collect();
         assert_eq!(
             reasons,
-            vec![(99, None), (120, None), (121, Some(REFUND_TOO_LARGE))]
+            vec![
+                (99, None),
+                (120, None),
+                (121, Some(ParkReason::RefundTooLarge))
+            ]
         );
         assert_eq!(
             plan.totals[&1].reversed,
@@ -955,7 +917,10 @@ mod tests {
             .collect();
         assert_eq!(
             parked,
-            vec![(NOT_A_PURCHASE, None), (AWAITING_PURCHASE, Some("p9"))]
+            vec![
+                (ParkReason::NotAPurchase, None),
+                (ParkReason::AwaitingPurchase, Some("p9"))
+            ]
         );
     }
 

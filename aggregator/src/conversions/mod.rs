@@ -10,9 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use clickhouse::Client;
+use reftrack_domain::cents;
 use reftrack_events::{ConversionEvent, ConversionKind};
-use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use sqlx::PgPool;
 
 use crate::consume::Record;
@@ -140,7 +139,7 @@ impl ConversionSink {
             return Err(ApplyError::Fenced);
         }
         let parked = Parked {
-            reason: ledger::REJECTED,
+            reason: reftrack_domain::ParkReason::Rejected,
             event_id: conversion.event.as_ref().map(|e| e.event_id.clone()),
             ..Parked::undecodable(&conversion.record)
         };
@@ -313,13 +312,6 @@ fn kind_code(kind: ConversionKind) -> i8 {
         ConversionKind::Purchase => 2,
         ConversionKind::Refund => 3,
     }
-}
-
-fn cents(amount: Decimal) -> i64 {
-    (amount * Decimal::ONE_HUNDRED)
-        .round()
-        .to_i64()
-        .unwrap_or(0)
 }
 
 fn row_id(c: &PreparedConversion) -> Option<&String> {

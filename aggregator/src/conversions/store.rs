@@ -11,25 +11,16 @@ use reftrack_store::affiliates::MAY_EARN;
 use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::ledger::{
-    Applied, Plan, Position, Referral, ReferralKey, State, Waiting, Wants, commission_status,
-    invitation_method, referral_status,
-};
+use reftrack_domain::{CommissionStatus, InvitationMethod, ReferralStatus};
+
+use super::ledger::{Applied, Plan, Position, Referral, ReferralKey, State, Waiting, Wants};
 
 type Tx<'t> = Transaction<'t, Postgres>;
-
-fn kind_from(s: &str) -> ConversionKind {
-    match s {
-        "purchase" => ConversionKind::Purchase,
-        "refund" => ConversionKind::Refund,
-        _ => ConversionKind::Signup,
-    }
-}
 
 #[derive(sqlx::FromRow)]
 struct AppliedRow {
     event_id: String,
-    kind: String,
+    kind: ConversionKind,
     affiliate_id: i64,
     referral_id: i64,
     user_id: i64,
@@ -44,11 +35,11 @@ struct ReferralRow {
     affiliate_id: i64,
     user_id: i64,
     email: Option<String>,
-    status: String,
-    invitation_method: String,
+    status: ReferralStatus,
+    invitation_method: InvitationMethod,
     commission_rate: Decimal,
     commission_amount: Decimal,
-    commission_status: Option<String>,
+    commission_status: Option<CommissionStatus>,
     first_event_id: String,
     created_at: DateTime<Utc>,
 }
@@ -120,7 +111,7 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
         state.applied.insert(
             row.event_id,
             Applied {
-                kind: kind_from(&row.kind),
+                kind: row.kind,
                 affiliate_id: row.affiliate_id,
                 referral: ReferralKey::Existing(row.referral_id),
                 user_id: row.user_id,
@@ -138,11 +129,11 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
                 affiliate_id: row.affiliate_id,
                 user_id: row.user_id,
                 email: row.email,
-                status: referral_status(&row.status),
-                invitation_method: invitation_method(&row.invitation_method),
+                status: row.status,
+                invitation_method: row.invitation_method,
                 commission_rate: row.commission_rate,
                 commission_amount: row.commission_amount,
-                commission_status: commission_status(row.commission_status.as_deref()),
+                commission_status: row.commission_status,
                 first_event_id: row.first_event_id,
                 created_at: row.created_at,
                 changed: false,
@@ -240,8 +231,10 @@ async fn insert_referrals(
     let emails: Vec<Option<String>> = referrals.iter().map(|r| r.email.clone()).collect();
     let rates: Vec<Decimal> = referrals.iter().map(|r| r.commission_rate).collect();
     let amounts: Vec<Decimal> = referrals.iter().map(|r| r.commission_amount).collect();
-    let commission_statuses: Vec<Option<&str>> =
-        referrals.iter().map(|r| r.commission_status).collect();
+    let commission_statuses: Vec<Option<&str>> = referrals
+        .iter()
+        .map(|r| r.commission_status.map(|s| s.as_str()))
+        .collect();
     let created: Vec<DateTime<Utc>> = referrals.iter().map(|r| r.created_at).collect();
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "INSERT INTO referrals (affiliate_id, user_id, email, status, invitation_method, commission_rate,
@@ -276,10 +269,12 @@ async fn update_referrals(tx: &mut Tx<'_>, referrals: &[Referral]) -> sqlx::Resu
             ReferralKey::New { .. } => unreachable!("new referrals are inserted"),
         })
         .collect();
-    let statuses: Vec<&str> = referrals.iter().map(|r| r.status).collect();
+    let statuses: Vec<&str> = referrals.iter().map(|r| r.status.as_str()).collect();
     let amounts: Vec<Decimal> = referrals.iter().map(|r| r.commission_amount).collect();
-    let commission_statuses: Vec<Option<&str>> =
-        referrals.iter().map(|r| r.commission_status).collect();
+    let commission_statuses: Vec<Option<&str>> = referrals
+        .iter()
+        .map(|r| r.commission_status.map(|s| s.as_str()))
+        .collect();
     sqlx::query(
         "UPDATE referrals AS r SET status = v.status, commission_amount = v.commission_amount,
                 commission_status = v.commission_status, updated_at = now()

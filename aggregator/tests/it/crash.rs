@@ -11,6 +11,7 @@ use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use futures::future::join_all;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use reftrack_domain::cents;
 use reftrack_events::{
     ClickEvent, ClickMethod, ClickVerdict, ConversionEvent, ConversionKind, InvitationMethod,
 };
@@ -384,10 +385,6 @@ struct Truth {
     conversions: u64,
     parked: BTreeMap<String, u64>,
     referrals: HashMap<i64, u64>,
-}
-
-fn cents(d: Decimal) -> i64 {
-    (d * Decimal::ONE_HUNDRED).round().try_into().unwrap()
 }
 
 fn commission(amount: Decimal, rate: Decimal) -> Decimal {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use reftrack_common::envelope::Envelope;
 use rust_decimal::Decimal;
 
-use super::views::{Pagination, PayoutList, PayoutView, timestamp};
+use super::views::{Pagination, PayoutList, PayoutView, rfc3339_seconds};
 use super::{Answer, id, ok};
 use crate::auth::Admin;
 use crate::error::{AdminError, ApiError};
@@ -51,10 +51,10 @@ fn view(row: PayoutRow) -> PayoutView {
         status: row.status,
         method: row.method,
         address: row.address,
-        created_at: timestamp(row.created_at),
-        paid_at: row.paid_at.map(timestamp),
+        created_at: rfc3339_seconds(row.created_at),
+        paid_at: row.paid_at.map(rfc3339_seconds),
         paid_by: row.paid_by,
-        cancelled_at: row.cancelled_at.map(timestamp),
+        cancelled_at: row.cancelled_at.map(rfc3339_seconds),
     }
 }
 

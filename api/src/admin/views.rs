@@ -295,6 +295,6 @@ pub struct PayoutList {
 }
 
 /// Timestamps as the admin API document shows them: RFC 3339 in UTC, to the second.
-pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+pub fn rfc3339_seconds(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

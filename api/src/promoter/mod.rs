@@ -21,8 +21,8 @@ use crate::payout;
 use crate::state::{AppState, Settings};
 use db::PromoterRow;
 use views::{
-    DayEarnings, PayoutMethodView, PayoutView, PromoterView, ReferralPage, ReferralView, timestamp,
-    two_decimals,
+    DayEarnings, PayoutMethodView, PayoutView, PromoterView, ReferralPage, ReferralView,
+    rfc3339_auto, two_decimals,
 };
 
 pub fn router() -> Router<AppState> {
@@ -54,8 +54,8 @@ fn view(settings: &Settings, row: &PromoterRow) -> PromoterView {
         current_balance: row.balance(),
         total_earned: row.earned - row.reversed,
         total_paid: row.paid,
-        created: timestamp(row.created_at),
-        updated: timestamp(row.updated_at),
+        created: rfc3339_auto(row.created_at),
+        updated: rfc3339_auto(row.updated_at),
         link_clicked: row.link_clicked,
         min_withdrawal_balance: two_decimals(row.min_withdrawal_balance),
         commission_rate: row.commission_rate,
@@ -245,7 +245,7 @@ pub async fn referrals(
 fn payout_view(p: db::PayoutRow) -> PayoutView {
     PayoutView {
         id: p.id,
-        created: timestamp(p.created_at),
+        created: rfc3339_auto(p.created_at),
         amount: p.amount,
     }
 }

@@ -85,7 +85,7 @@ pub struct PayoutView {
 }
 
 /// Timestamps as the promoter API document shows them: RFC 3339 in UTC, with microseconds when present.
-pub fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+pub fn rfc3339_auto(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 

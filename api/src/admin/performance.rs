@@ -1,0 +1,183 @@
+//! An affiliate's performance over a period, with the trend against the period before.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use reftrack_store::stats::{self, Stats};
+use rust_decimal::Decimal;
+
+use super::db;
+use super::views::{Performance, PerformanceEnvelope, Period, PeriodMetrics, Trending};
+use super::{dollars, id, percent};
+use crate::auth::Admin;
+use crate::error::{AdminError, ApiError};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/affiliate/affiliates/{id}/performance/",
+        get(performance),
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct PeriodQuery {
+    date_from: Option<String>,
+    date_to: Option<String>,
+}
+
+/// The range asked for: `[date_from, date_to]` in whole UTC days, 30 days to today by default.
+fn period(query: &PeriodQuery) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    let date = |field: &str, raw: &Option<String>| -> Result<Option<NaiveDate>, ApiError> {
+        raw.as_deref()
+            .map(|d| {
+                NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| ApiError::field(field, "must be a date in ISO format: YYYY-MM-DD"))
+            })
+            .transpose()
+    };
+    let to = date("date_to", &query.date_to)?.unwrap_or_else(|| Utc::now().date_naive());
+    let from = date("date_from", &query.date_from)?.unwrap_or(to - Days::new(29));
+    if from > to {
+        return Err(ApiError::field("date_from", "must not be after date_to"));
+    }
+    if (to - from).num_days() > 366 {
+        return Err(ApiError::field(
+            "date_from",
+            "the period must not exceed 367 days",
+        ));
+    }
+    Ok((from, to))
+}
+
+fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
+}
+
+/// Signed whole percentage change: "+15%", "-8%". From nothing to something is "+100%".
+fn trend(current: Decimal, previous: Decimal) -> String {
+    let change = if previous.is_zero() {
+        if current.is_zero() {
+            Decimal::ZERO
+        } else {
+            Decimal::ONE_HUNDRED
+        }
+    } else {
+        (current - previous) * Decimal::ONE_HUNDRED / previous.abs()
+    };
+    let rounded =
+        change.round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    if rounded.is_sign_negative() && !rounded.is_zero() {
+        format!("{rounded}%")
+    } else {
+        format!("+{}%", rounded.abs())
+    }
+}
+
+fn period_metrics(s: &Stats) -> PeriodMetrics {
+    let total_sales = dollars(s.net_sales_cents());
+    PeriodMetrics {
+        total_clicks: s.raw_clicks,
+        unique_clicks: s.unique_clicks,
+        conversions: s.purchases,
+        conversion_rate: percent(s.purchases, s.unique_clicks),
+        total_sales,
+        total_commissions: dollars(s.net_commission_cents()),
+        average_order_value: if s.purchases == 0 {
+            Decimal::ZERO
+        } else {
+            (total_sales / Decimal::from(s.purchases)).round_dp(2)
+        },
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/affiliate/affiliates/{id}/performance/", tag = "admin", security(("admin_key" = [])),
+    params(("id" = i64, Path),
+        ("date_from" = Option<String>, Query, description = "YYYY-MM-DD (default: 29 days before date_to)"),
+        ("date_to" = Option<String>, Query, description = "YYYY-MM-DD (default: today)")),
+    responses((status = 200, body = PerformanceEnvelope), (status = 400, description = "Invalid dates"), (status = 404, description = "No such affiliate")))]
+pub async fn performance(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(raw): Path<String>,
+    Query(query): Query<PeriodQuery>,
+) -> Result<Json<PerformanceEnvelope>, AdminError> {
+    let id = id(&raw)?;
+    let (from, to) = period(&query)?;
+    db::find(&state.pool, id).await?;
+    let key = format!("performance:{id}:{from}:{to}");
+    let data = state
+        .cache
+        .get_or_compute(&key, compute_performance(&state, id, from, to))
+        .await?;
+    Ok(Json(PerformanceEnvelope {
+        success: true,
+        data,
+    }))
+}
+
+async fn compute_performance(
+    state: &AppState,
+    id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Performance, ApiError> {
+    let days = (to - from).num_days() + 1;
+    let end = day_start(to) + chrono::Duration::days(1);
+    let start = day_start(from);
+    let before = start - chrono::Duration::days(days);
+    let (current, previous) = tokio::try_join!(
+        stats::affiliate(&state.clickhouse, id, start, end),
+        stats::affiliate(&state.clickhouse, id, before, start),
+    )?;
+    let metrics = period_metrics(&current);
+    let earlier = period_metrics(&previous);
+    Ok(Performance {
+        affiliate_id: id,
+        period: Period {
+            start_date: from.to_string(),
+            end_date: to.to_string(),
+        },
+        trending: Trending {
+            clicks_trend: trend(metrics.total_clicks.into(), earlier.total_clicks.into()),
+            conversion_trend: trend(metrics.conversions.into(), earlier.conversions.into()),
+            commission_trend: trend(metrics.total_commissions, earlier.total_commissions),
+        },
+        metrics,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rust_decimal_macros::dec;
+
+    #[test]
+    fn trends_are_signed_whole_percentages() {
+        assert_eq!(trend(dec!(115), dec!(100)), "+15%");
+        assert_eq!(trend(dec!(92), dec!(100)), "-8%");
+        assert_eq!(trend(dec!(100), dec!(100)), "+0%");
+        assert_eq!(trend(dec!(5), dec!(0)), "+100%");
+        assert_eq!(trend(dec!(0), dec!(0)), "+0%");
+        assert_eq!(trend(dec!(1), dec!(3)), "-67%");
+        assert_eq!(trend(dec!(1068), dec!(875.41)), "+22%");
+    }
+
+    #[test]
+    fn the_seed_example_metrics_follow_from_the_rollup() {
+        let s = Stats {
+            raw_clicks: 1250,
+            unique_clicks: 890,
+            purchases: 67,
+            sales_cents: 890_000,
+            commission_cents: 106_800,
+            ..Stats::default()
+        };
+        let m = period_metrics(&s);
+        assert_eq!(
+            (m.conversion_rate, m.average_order_value),
+            (dec!(7.53), dec!(132.84))
+        );
+    }
+}

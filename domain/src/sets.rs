@@ -1,0 +1,119 @@
+//! The closed sets of the domain. Each is stored in Postgres as `TEXT` (the columns have
+//! `CHECK (... IN (...))` constraints listing the same values) and written in JSON in
+//! lower case.
+
+/// Declares an enum whose variants are written as the given strings everywhere.
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[derive(serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
+        #[sqlx(type_name = "TEXT")]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] #[sqlx(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "must be one of: {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+closed_set! {
+    /// Where an affiliate stands with the program.
+    AffiliateStatus { Pending = "pending", Approved = "approved", Rejected = "rejected" }
+}
+
+closed_set! {
+    /// A referred user: signed up, or bought.
+    ReferralStatus { Signup = "signup", Converted = "converted" }
+}
+
+closed_set! {
+    /// A referral's commission: earned, or all of it reversed by refunds.
+    CommissionStatus { Earned = "earned", Reversed = "reversed" }
+}
+
+closed_set! {
+    /// A withdrawal request.
+    PayoutStatus { Pending = "pending", Paid = "paid", Cancelled = "cancelled" }
+}
+
+closed_set! {
+    /// What the product's backend reported.
+    ConversionKind { Signup = "signup", Purchase = "purchase", Refund = "refund" }
+}
+
+closed_set! {
+    /// How the referred user was invited (the promoter API's `invitationMethod`).
+    InvitationMethod { Link = "link", Email = "email", Coupon = "coupon" }
+}
+
+impl Default for InvitationMethod {
+    fn default() -> Self {
+        InvitationMethod::Link
+    }
+}
+
+closed_set! {
+    /// Why the aggregator parked a message instead of applying it.
+    ParkReason {
+        UnknownCode = "unknown referral code",
+        Inactive = "affiliate not active",
+        AlreadyReferred = "user already referred",
+        /// A refund whose purchase has not been applied (yet): it waits for it.
+        AwaitingPurchase = "refund waiting for its purchase",
+        NotAPurchase = "refund of a conversion that is not a purchase",
+        RefundTooLarge = "refund exceeds the purchase's remaining amount",
+        Undecodable = "undecodable",
+        /// Postgres refused the message's data (e.g. an amount beyond its columns).
+        Rejected = "rejected by the database",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_value_reads_back_and_unknown_values_are_refused() {
+        for status in AffiliateStatus::ALL {
+            assert_eq!(status.as_str().parse::<AffiliateStatus>(), Ok(*status));
+        }
+        assert_eq!(
+            "approve".parse::<AffiliateStatus>(),
+            Err("must be one of: pending, approved, rejected".into())
+        );
+        assert_eq!(
+            serde_json::to_string(&ParkReason::AwaitingPurchase).unwrap(),
+            "\"refund waiting for its purchase\""
+        );
+        assert!(serde_json::from_str::<ConversionKind>("\"chargeback\"").is_err());
+    }
+}
