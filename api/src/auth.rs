@@ -37,20 +37,17 @@ pub struct Claims {
 /// SimpleJWT writes the user id as the user model's primary key: a number, or a string
 /// for string keys; either way it must be a positive integer here.
 fn user_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        Number(i64),
-        Text(String),
-    }
-    let id = match Id::deserialize(deserializer)? {
-        Id::Number(n) => n,
-        Id::Text(s) => s.parse().map_err(serde::de::Error::custom)?,
+    let id = match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
     };
-    if id <= 0 {
-        return Err(serde::de::Error::custom("user_id must be positive"));
+    match id {
+        Some(id) if id > 0 => Ok(id),
+        _ => Err(serde::de::Error::custom(
+            "user_id must be a positive integer",
+        )),
     }
-    Ok(id)
 }
 
 impl Tokens {

@@ -6,7 +6,7 @@ use reftrack_common::config::{
     ClickHouseConfig, CommonConfig, ConfigError, PostgresConfig, RedisConfig, Validate,
     parse_http_url, parse_secret, require_secret,
 };
-use rust_decimal::Decimal;
+use reftrack_domain::{Money, Rate};
 use secrecy::SecretString;
 use url::Url;
 
@@ -42,45 +42,8 @@ pub struct Config {
     #[arg(long = "jwt-leeway-secs", env = "JWT_LEEWAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=300))]
     pub jwt_leeway_secs: u64,
 
-    /// Where referral links point (ingest's public address); the link is BASE?ref=CODE.
-    #[arg(long = "public-link-base", env = "PUBLIC_LINK_BASE", default_value = "http://127.0.0.1:8080/", value_parser = parse_http_url)]
-    pub public_link_base: Url,
-
-    /// Commission rate, in percent, of a promoter created through the promoter API.
-    #[arg(
-        long = "promoter-commission-rate",
-        env = "PROMOTER_COMMISSION_RATE",
-        default_value = "15.00"
-    )]
-    pub promoter_commission_rate: Decimal,
-
-    /// Minimum withdrawal balance of a new promoter.
-    #[arg(
-        long = "promoter-min-withdrawal",
-        env = "PROMOTER_MIN_WITHDRAWAL",
-        default_value = "20.00"
-    )]
-    pub promoter_min_withdrawal: Decimal,
-
-    /// Lowest minimum withdrawal balance a promoter may choose.
-    #[arg(
-        long = "min-withdrawal-lower",
-        env = "MIN_WITHDRAWAL_LOWER",
-        default_value = "1.00"
-    )]
-    pub min_withdrawal_lower: Decimal,
-
-    /// Highest minimum withdrawal balance a promoter may choose.
-    #[arg(
-        long = "min-withdrawal-upper",
-        env = "MIN_WITHDRAWAL_UPPER",
-        default_value = "10000.00"
-    )]
-    pub min_withdrawal_upper: Decimal,
-
-    /// Referrals per page of GET /referrals/.
-    #[arg(long = "promoter-page-size", env = "PROMOTER_PAGE_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub promoter_page_size: u32,
+    #[command(flatten)]
+    pub promoters: Settings,
 
     /// Requests one API key or one promoter may make per minute.
     #[arg(long = "rate-limit-per-minute", env = "API_RATE_LIMIT_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -113,14 +76,52 @@ impl Config {
     }
 }
 
-fn money(var: &str, value: Decimal) -> Result<(), ConfigError> {
-    if value.is_sign_negative() || value.normalize().scale() > 2 {
-        return Err(ConfigError::new(
-            var,
-            "must be a non-negative amount with at most 2 decimals",
-        ));
+/// An amount of money that is not negative (clap value parser).
+fn parse_amount(s: &str) -> Result<Money, String> {
+    s.parse::<Money>()
+        .and_then(Money::non_negative)
+        .map_err(|err| err.to_string())
+}
+
+/// The promoter API's business settings; handlers read them from the state.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Where referral links point (ingest's public address); the link is BASE?ref=CODE.
+    #[arg(long = "public-link-base", env = "PUBLIC_LINK_BASE", default_value = "http://127.0.0.1:8080/", value_parser = parse_http_url)]
+    pub link_base: Url,
+
+    /// Commission rate, in percent, of a promoter created through the promoter API.
+    #[arg(
+        long = "promoter-commission-rate",
+        env = "PROMOTER_COMMISSION_RATE",
+        default_value = "15.00"
+    )]
+    pub promoter_commission_rate: Rate,
+
+    /// Minimum withdrawal balance of a new promoter.
+    #[arg(long = "promoter-min-withdrawal", env = "PROMOTER_MIN_WITHDRAWAL", default_value = "20.00", value_parser = parse_amount)]
+    pub promoter_min_withdrawal: Money,
+
+    /// Lowest minimum withdrawal balance a promoter may choose.
+    #[arg(long = "min-withdrawal-lower", env = "MIN_WITHDRAWAL_LOWER", default_value = "1.00", value_parser = parse_amount)]
+    pub min_withdrawal_lower: Money,
+
+    /// Highest minimum withdrawal balance a promoter may choose.
+    #[arg(long = "min-withdrawal-upper", env = "MIN_WITHDRAWAL_UPPER", default_value = "10000.00", value_parser = parse_amount)]
+    pub min_withdrawal_upper: Money,
+
+    /// Referrals per page of GET /referrals/.
+    #[arg(long = "promoter-page-size", env = "PROMOTER_PAGE_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub promoter_page_size: u32,
+}
+
+impl Settings {
+    /// `BASE?ref=CODE`, the link format of the promoter API document.
+    pub fn referral_link(&self, code: &str) -> String {
+        let mut link = self.link_base.clone();
+        link.set_query(Some(&format!("ref={code}")));
+        link.into()
     }
-    Ok(())
 }
 
 impl Validate for Config {
@@ -134,21 +135,10 @@ impl Validate for Config {
                 DEV_JWT_SIGNING_KEY,
             )?;
         }
-        money("PROMOTER_MIN_WITHDRAWAL", self.promoter_min_withdrawal)?;
-        money("MIN_WITHDRAWAL_LOWER", self.min_withdrawal_lower)?;
-        money("MIN_WITHDRAWAL_UPPER", self.min_withdrawal_upper)?;
-        if self.min_withdrawal_lower > self.min_withdrawal_upper {
+        if self.promoters.min_withdrawal_lower > self.promoters.min_withdrawal_upper {
             return Err(ConfigError::new(
                 "MIN_WITHDRAWAL_LOWER",
                 "must not exceed MIN_WITHDRAWAL_UPPER",
-            ));
-        }
-        if self.promoter_commission_rate.is_sign_negative()
-            || self.promoter_commission_rate > Decimal::ONE_HUNDRED
-        {
-            return Err(ConfigError::new(
-                "PROMOTER_COMMISSION_RATE",
-                "must be a percentage between 0 and 100",
             ));
         }
         Ok(())

@@ -14,7 +14,6 @@ pub mod error;
 mod input;
 pub mod metrics;
 pub mod openapi;
-mod payout;
 pub mod promoter;
 pub mod state;
 
@@ -30,7 +29,7 @@ use tokio::net::TcpListener;
 pub use config::{Config, DEV_JWT_SIGNING_KEY};
 
 use crate::auth::Tokens;
-use crate::state::{AppState, Inner, RateLimits, Settings, StatsCache};
+use crate::state::{AppState, Inner, RateLimits, StatsCache};
 
 /// api, built from its configuration.
 pub struct App {
@@ -61,14 +60,7 @@ impl App {
                 prefix: config.redis.key_prefix.clone(),
                 ttl: config.stats_cache(),
             },
-            settings: Settings {
-                link_base: config.public_link_base.clone(),
-                promoter_commission_rate: config.promoter_commission_rate,
-                promoter_min_withdrawal: config.promoter_min_withdrawal,
-                min_withdrawal_lower: config.min_withdrawal_lower,
-                min_withdrawal_upper: config.min_withdrawal_upper,
-                promoter_page_size: config.promoter_page_size,
-            },
+            settings: config.promoters.clone(),
         });
         let readiness = Readiness::new()
             .with("postgres", move || {
@@ -83,9 +75,13 @@ impl App {
                 let redis = redis.clone();
                 async move { reftrack_store::redis::ping(&redis).await }
             });
-        let router = promoter::router()
-            .merge(admin::router())
-            .route("/openapi.json", get(openapi::openapi_json))
+        let (routes, document) = openapi::routes().split_for_parts();
+        let document = std::sync::Arc::new(document);
+        let router = routes
+            .route(
+                "/openapi.json",
+                get(move || std::future::ready(axum::Json(document.clone()))),
+            )
             .with_state(state)
             .merge(ops_router(readiness, metrics))
             .layer(axum::middleware::from_fn(telemetry::track_http));

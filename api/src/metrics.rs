@@ -2,8 +2,7 @@
 //! and described in one place. Labels never carry a referral code, a user or an
 //! affiliate id.
 
-use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
+use reftrack_domain::Money;
 
 pub const PAYOUTS: &str = "api_payouts_total";
 pub const PAYOUT_AMOUNT: &str = "api_payout_amount_cents_total";
@@ -35,9 +34,9 @@ pub fn register() {
 }
 
 /// One payout `event` (one of [`PAYOUT_EVENTS`]) of `amount`.
-pub fn payout(event: &'static str, amount: Decimal) {
+pub fn payout(event: &'static str, amount: Money) {
     metrics::counter!(PAYOUTS, "event" => event).increment(1);
-    let cents = (amount * Decimal::ONE_HUNDRED).to_u64().unwrap_or(0);
+    let cents = amount.cents().max(0) as u64;
     metrics::counter!(PAYOUT_AMOUNT, "event" => event).increment(cents);
 }
 

@@ -1,38 +1,26 @@
-//! The OpenAPI document, generated from the handlers and the response types, served at
-//! `/openapi.json`.
+//! The OpenAPI document, served at `/openapi.json`. Each route is written once, in its
+//! handler's `#[utoipa::path]`: the routers are built from those (`utoipa_axum`), so the
+//! document and the routes served are the same list.
 
-use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
 
+use crate::state::AppState;
 use crate::{admin, promoter};
+
+/// Every API route, with the document that describes them.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(promoter::router())
+        .merge(admin::router())
+}
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "reftrack",
         description = "The promoter API and the admin affiliate API of reftrack (docs/api/ in the repository)."
-    ),
-    paths(
-        promoter::promoter,
-        promoter::set_payout_method,
-        promoter::recent_earnings,
-        promoter::referrals,
-        promoter::payouts,
-        promoter::set_min_withdrawal_balance,
-        promoter::withdraw,
-        admin::affiliates::list,
-        admin::affiliates::create,
-        admin::affiliates::detail,
-        admin::affiliates::update,
-        admin::affiliates::approve,
-        admin::affiliates::reject,
-        admin::affiliates::deactivate,
-        admin::affiliates::remove,
-        admin::performance::performance,
-        admin::payouts::list,
-        admin::payouts::mark_paid,
-        admin::payouts::cancel,
     ),
     components(schemas(reftrack_common::envelope::ErrorEnvelope)),
     modifiers(&Security),
@@ -67,8 +55,4 @@ impl Modify for Security {
             ),
         );
     }
-}
-
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
 }

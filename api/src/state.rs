@@ -4,11 +4,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionManager;
-use rust_decimal::Decimal;
 use sqlx::PgPool;
-use url::Url;
 
 use crate::auth::Tokens;
+pub use crate::config::Settings;
 use crate::error::ApiError;
 
 #[derive(Clone)]
@@ -34,25 +33,6 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(inner: Inner) -> Self {
         Self(Arc::new(inner))
-    }
-}
-
-/// Business settings of the promoter API.
-pub struct Settings {
-    pub link_base: Url,
-    pub promoter_commission_rate: Decimal,
-    pub promoter_min_withdrawal: Decimal,
-    pub min_withdrawal_lower: Decimal,
-    pub min_withdrawal_upper: Decimal,
-    pub promoter_page_size: u32,
-}
-
-impl Settings {
-    /// `BASE?ref=CODE`, the link format of the promoter API document.
-    pub fn referral_link(&self, code: &str) -> String {
-        let mut link = self.link_base.clone();
-        link.set_query(Some(&format!("ref={code}")));
-        link.into()
     }
 }
 

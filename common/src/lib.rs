@@ -1,10 +1,10 @@
 //! Plumbing shared by the three reftrack services: typed configuration read from the
-//! environment, tracing and Prometheus set-up, and an HTTP server with health endpoints
-//! and graceful shutdown.
+//! environment, tracing and Prometheus set-up, an HTTP server with health endpoints
+//! and graceful shutdown, and the one validator of request input.
 
 pub mod config;
 pub mod envelope;
 pub mod http;
-pub mod money;
+pub mod input;
 pub mod shutdown;
 pub mod telemetry;

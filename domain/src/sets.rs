@@ -2,52 +2,20 @@
 //! `CHECK (... IN (...))` constraints listing the same values) and written in JSON in
 //! lower case.
 
-/// Declares an enum whose variants are written as the given strings everywhere.
-macro_rules! closed_set {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        #[derive(serde::Serialize, serde::Deserialize, sqlx::Type, utoipa::ToSchema)]
-        #[sqlx(type_name = "TEXT")]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] #[sqlx(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(format!(
-                        "must be one of: {}",
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
 closed_set! {
     /// Where an affiliate stands with the program.
     AffiliateStatus { Pending = "pending", Approved = "approved", Rejected = "rejected" }
+}
+
+impl AffiliateStatus {
+    /// How the admin API shows it (`status.display`).
+    pub fn label(self) -> &'static str {
+        match self {
+            AffiliateStatus::Pending => "Pending Approval",
+            AffiliateStatus::Approved => "Approved",
+            AffiliateStatus::Rejected => "Rejected",
+        }
+    }
 }
 
 closed_set! {
@@ -72,13 +40,8 @@ closed_set! {
 
 closed_set! {
     /// How the referred user was invited (the promoter API's `invitationMethod`).
-    InvitationMethod { Link = "link", Email = "email", Coupon = "coupon" }
-}
-
-impl Default for InvitationMethod {
-    fn default() -> Self {
-        InvitationMethod::Link
-    }
+    #[derive(Default)]
+    InvitationMethod { #[default] Link = "link", Email = "email", Coupon = "coupon" }
 }
 
 closed_set! {
@@ -108,7 +71,7 @@ mod tests {
         }
         assert_eq!(
             "approve".parse::<AffiliateStatus>(),
-            Err("must be one of: pending, approved, rejected".into())
+            Err("must be one of pending, approved, rejected".into())
         );
         assert_eq!(
             serde_json::to_string(&ParkReason::AwaitingPurchase).unwrap(),

@@ -2,7 +2,7 @@
 //! validated it.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
+use reftrack_domain::Money;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -27,10 +27,10 @@ pub struct ConversionEvent {
     /// Purchase or refund amount, in the settlement currency, at most two decimals.
     #[serde(
         default,
-        with = "rust_decimal::serde::str_option",
+        with = "reftrack_domain::as_text",
         skip_serializing_if = "Option::is_none"
     )]
-    pub amount: Option<Decimal>,
+    pub amount: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     /// For a refund: the purchase it refunds.
@@ -66,7 +66,7 @@ mod tests {
             email: Some("a@b.example".into()),
             referral_code: "6B86B273FF".into(),
             click_id: None,
-            amount: Some(dec!(19.99)),
+            amount: Some(Money::new(dec!(19.99)).unwrap()),
             currency: Some("USD".into()),
             original_event_id: None,
             method: InvitationMethod::Coupon,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use clickhouse::Client;
+use reftrack_domain::{Money, Percent};
 
 /// Counts and money of a set of hours.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,13 +30,18 @@ pub struct Stats {
 
 impl Stats {
     /// Sales net of refunds.
-    pub fn net_sales_cents(&self) -> i64 {
-        self.sales_cents - self.refunded_cents
+    pub fn net_sales(&self) -> Money {
+        Money::from_cents(self.sales_cents - self.refunded_cents)
     }
 
     /// Commission net of clawbacks.
-    pub fn net_commission_cents(&self) -> i64 {
-        self.commission_cents - self.reversed_cents
+    pub fn net_commission(&self) -> Money {
+        Money::from_cents(self.commission_cents - self.reversed_cents)
+    }
+
+    /// Purchases per 100 unique clicks.
+    pub fn conversion_rate(&self) -> Percent {
+        Percent::of(self.purchases, self.unique_clicks)
     }
 }
 

@@ -14,9 +14,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use reftrack_domain::{CommissionStatus, InvitationMethod, ParkReason, ReferralStatus};
+use reftrack_domain::{
+    CommissionStatus, InvitationMethod, Money, ParkReason, Rate, ReferralStatus,
+};
 use reftrack_events::{ConversionEvent, ConversionKind};
-use rust_decimal::{Decimal, RoundingStrategy};
 
 /// A referral row, existing or created by this batch (then known by its user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,9 +33,9 @@ pub struct Applied {
     pub affiliate_id: i64,
     pub referral: ReferralKey,
     pub user_id: i64,
-    pub amount: Decimal,
-    pub commission: Decimal,
-    pub rate: Option<Decimal>,
+    pub amount: Money,
+    pub commission: Money,
+    pub rate: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +46,8 @@ pub struct Referral {
     pub email: Option<String>,
     pub status: ReferralStatus,
     pub invitation_method: InvitationMethod,
-    pub commission_rate: Decimal,
-    pub commission_amount: Decimal,
+    pub commission_rate: Rate,
+    pub commission_amount: Money,
     pub commission_status: Option<CommissionStatus>,
     pub first_event_id: String,
     pub created_at: DateTime<Utc>,
@@ -63,10 +64,10 @@ pub struct State {
     pub attributable: HashMap<i64, bool>,
     pub applied: HashMap<String, Applied>,
     /// Per purchase: (amount refunded, commission reversed) so far.
-    pub refunded: HashMap<String, (Decimal, Decimal)>,
+    pub refunded: HashMap<String, (Money, Money)>,
     pub referrals: HashMap<i64, Referral>,
     /// Per affiliate: (valid from, rate), sorted by time.
-    pub rates: HashMap<i64, Vec<(DateTime<Utc>, Decimal)>>,
+    pub rates: HashMap<i64, Vec<(DateTime<Utc>, Rate)>>,
     /// Purchase event id → refunds waiting for it (parked earlier, or earlier in this batch).
     pub waiting: HashMap<String, Vec<Waiting>>,
 }
@@ -82,7 +83,7 @@ pub struct Waiting {
 }
 
 impl State {
-    fn rate_at(&self, affiliate_id: i64, at: DateTime<Utc>) -> Option<Decimal> {
+    fn rate_at(&self, affiliate_id: i64, at: DateTime<Utc>) -> Option<Rate> {
         let history = self.rates.get(&affiliate_id)?;
         let i = history.partition_point(|(from, _)| *from <= at);
         // Before the first change, the first rate applies.
@@ -111,9 +112,9 @@ pub struct NewConversion {
     pub affiliate_id: i64,
     pub referral: ReferralKey,
     pub user_id: i64,
-    pub amount: Option<Decimal>,
-    pub commission: Decimal,
-    pub rate: Option<Decimal>,
+    pub amount: Option<Money>,
+    pub commission: Money,
+    pub rate: Option<Rate>,
     pub original_event_id: Option<String>,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
@@ -139,8 +140,8 @@ impl EntryKind {
 pub struct LedgerEntry {
     pub affiliate_id: i64,
     pub kind: EntryKind,
-    pub amount: Decimal,
-    pub rate: Decimal,
+    pub amount: Money,
+    pub rate: Rate,
     pub conversion_event_id: String,
     pub occurred_at: DateTime<Utc>,
 }
@@ -165,8 +166,8 @@ pub struct Released {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TotalsDelta {
-    pub earned: Decimal,
-    pub reversed: Decimal,
+    pub earned: Money,
+    pub reversed: Money,
 }
 
 /// The rows a batch writes.
@@ -180,12 +181,6 @@ pub struct Plan {
     pub released: Vec<Released>,
     pub totals: BTreeMap<i64, TotalsDelta>,
     pub duplicates: usize,
-}
-
-/// `amount × rate%`, rounded half-even to cents.
-pub fn commission(amount: Decimal, rate: Decimal) -> Decimal {
-    (amount * rate / Decimal::ONE_HUNDRED)
-        .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
 }
 
 /// Applies `events` (in the order they were read) to `state` and returns what to write.
@@ -235,7 +230,7 @@ fn record(
     applied: Applied,
 ) {
     let rate = applied.rate;
-    if applied.commission > Decimal::ZERO {
+    if applied.commission.is_positive() {
         let (kind, delta) = match event.kind {
             ConversionKind::Refund => (
                 EntryKind::Reversed,
@@ -376,8 +371,8 @@ fn signup(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkRea
         affiliate_id,
         referral: key,
         user_id: event.user_id,
-        amount: Decimal::ZERO,
-        commission: Decimal::ZERO,
+        amount: Money::ZERO,
+        commission: Money::ZERO,
         rate: Some(rate),
     })
 }
@@ -386,7 +381,7 @@ fn new_referral(
     key: ReferralKey,
     affiliate_id: i64,
     event: &ConversionEvent,
-    rate: Decimal,
+    rate: Rate,
     status: ReferralStatus,
 ) -> Referral {
     Referral {
@@ -397,7 +392,7 @@ fn new_referral(
         status,
         invitation_method: event.method,
         commission_rate: rate,
-        commission_amount: Decimal::ZERO,
+        commission_amount: Money::ZERO,
         commission_status: None,
         first_event_id: event.event_id.clone(),
         created_at: event.occurred_at,
@@ -416,7 +411,7 @@ fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkR
     let rate = state
         .rate_at(affiliate_id, event.occurred_at)
         .ok_or(ParkReason::Inactive)?;
-    let earned = commission(amount, rate);
+    let earned = rate.of(amount);
     let referral = state.referrals.entry(event.user_id).or_insert_with(|| {
         new_referral(
             ReferralKey::New {
@@ -430,7 +425,7 @@ fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkR
     });
     referral.status = ReferralStatus::Converted;
     referral.commission_amount += earned;
-    if earned > Decimal::ZERO {
+    if earned.is_positive() {
         referral.commission_status = Some(CommissionStatus::Earned);
     }
     referral.changed = true;
@@ -463,7 +458,11 @@ fn refund(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkRea
         // The last refund takes back exactly what is left, leaving no stray cents.
         remaining_commission
     } else {
-        commission(amount, original.rate.unwrap_or_default()).min(remaining_commission)
+        original
+            .rate
+            .unwrap_or_default()
+            .of(amount)
+            .min(remaining_commission)
     };
     state.refunded.insert(
         original_id.to_string(),
@@ -522,10 +521,19 @@ pub fn wants(events: &[(Position, ConversionEvent)]) -> Wants {
 mod tests {
     use super::*;
     use reftrack_events::InvitationMethod;
+    use rust_decimal::Decimal;
     use rust_decimal_macros::dec;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    fn m(amount: Decimal) -> Money {
+        Money::new(amount).unwrap()
+    }
+
+    fn r(percent: Decimal) -> Rate {
+        Rate::new(percent).unwrap()
     }
 
     fn state() -> State {
@@ -537,13 +545,13 @@ mod tests {
         state.rates.insert(
             1,
             vec![
-                (DateTime::<Utc>::MIN_UTC, dec!(10)),
-                (at("2024-06-01T00:00:00Z"), dec!(12.5)),
+                (DateTime::<Utc>::MIN_UTC, r(dec!(10))),
+                (at("2024-06-01T00:00:00Z"), r(dec!(12.5))),
             ],
         );
         state
             .rates
-            .insert(2, vec![(DateTime::<Utc>::MIN_UTC, dec!(10))]);
+            .insert(2, vec![(DateTime::<Utc>::MIN_UTC, r(dec!(10)))]);
         state
     }
 
@@ -551,7 +559,7 @@ mod tests {
         id: &str,
         kind: ConversionKind,
         user: i64,
-        amount: Option<Decimal>,
+        amount: Option<Money>,
         when: &str,
     ) -> ConversionEvent {
         ConversionEvent {
@@ -570,7 +578,7 @@ mod tests {
         }
     }
 
-    fn refund_of(id: &str, original: &str, user: i64, amount: Decimal) -> ConversionEvent {
+    fn refund_of(id: &str, original: &str, user: i64, amount: Money) -> ConversionEvent {
         let mut e = event(
             id,
             ConversionKind::Refund,
@@ -600,11 +608,11 @@ mod tests {
 
     #[test]
     fn commission_rounds_half_even_to_cents() {
-        assert_eq!(commission(dec!(0.25), dec!(10)), dec!(0.02)); // 0.025 → 0.02
-        assert_eq!(commission(dec!(0.35), dec!(10)), dec!(0.04)); // 0.035 → 0.04
-        assert_eq!(commission(dec!(19.99), dec!(15)), dec!(3.00)); // 2.9985
-        assert_eq!(commission(dec!(33.33), dec!(12.5)), dec!(4.17)); // 4.16625
-        assert_eq!(commission(dec!(1000000), dec!(33.33)), dec!(333300.00));
+        assert_eq!(r(dec!(10)).of(m(dec!(0.25))), m(dec!(0.02))); // 0.025 → 0.02
+        assert_eq!(r(dec!(10)).of(m(dec!(0.35))), m(dec!(0.04))); // 0.035 → 0.04
+        assert_eq!(r(dec!(15)).of(m(dec!(19.99))), m(dec!(3.00))); // 2.9985
+        assert_eq!(r(dec!(12.5)).of(m(dec!(33.33))), m(dec!(4.17))); // 4.16625
+        assert_eq!(r(dec!(33.33)).of(m(dec!(1000000))), m(dec!(333300.00)));
     }
 
     #[test]
@@ -624,14 +632,14 @@ mod tests {
                     "p1",
                     ConversionKind::Purchase,
                     7,
-                    Some(dec!(100)),
+                    Some(m(dec!(100))),
                     "2024-05-20T00:00:00Z",
                 ),
                 event(
                     "p2",
                     ConversionKind::Purchase,
                     7,
-                    Some(dec!(100)),
+                    Some(m(dec!(100))),
                     "2024-06-02T00:00:00Z",
                 ),
             ]),
@@ -640,13 +648,16 @@ mod tests {
         let earned: Vec<_> = plan.ledger.iter().map(|e| (e.amount, e.rate)).collect();
         assert_eq!(
             earned,
-            vec![(dec!(10.00), dec!(10)), (dec!(12.50), dec!(12.5))]
+            vec![
+                (m(dec!(10.00)), r(dec!(10))),
+                (m(dec!(12.50)), r(dec!(12.5)))
+            ]
         );
         assert_eq!(
             plan.totals[&1],
             TotalsDelta {
-                earned: dec!(22.50),
-                reversed: dec!(0)
+                earned: m(dec!(22.50)),
+                reversed: m(dec!(0))
             }
         );
         assert_eq!(plan.new_referrals.len(), 1);
@@ -659,13 +670,13 @@ mod tests {
             ),
             (
                 ReferralStatus::Converted,
-                dec!(22.50),
+                m(dec!(22.50)),
                 Some(CommissionStatus::Earned)
             )
         );
         assert_eq!(
             referral.commission_rate,
-            dec!(10),
+            r(dec!(10)),
             "the rate when the user signed up"
         );
         assert_eq!(referral.invitation_method, InvitationMethod::Email);
@@ -681,13 +692,13 @@ mod tests {
                     "p1",
                     ConversionKind::Purchase,
                     8,
-                    Some(dec!(99.99)),
+                    Some(m(dec!(99.99))),
                     "2024-07-01T00:00:00Z",
                 ),
-                refund_of("r1", "p1", 8, dec!(33.33)),
-                refund_of("r2", "p1", 8, dec!(33.33)),
-                refund_of("r3", "p1", 8, dec!(33.33)),
-                refund_of("r4", "p1", 8, dec!(0.01)),
+                refund_of("r1", "p1", 8, m(dec!(33.33))),
+                refund_of("r2", "p1", 8, m(dec!(33.33))),
+                refund_of("r3", "p1", 8, m(dec!(33.33))),
+                refund_of("r4", "p1", 8, m(dec!(0.01))),
             ]),
         );
         // 99.99 × 12.5% = 12.49875 → 12.50; refunds: 4.17, 4.17, then the rest 4.16.
@@ -697,12 +708,12 @@ mod tests {
             .filter(|e| e.kind == EntryKind::Reversed)
             .map(|e| e.amount)
             .collect();
-        assert_eq!(reversed, vec![dec!(4.17), dec!(4.17), dec!(4.16)]);
+        assert_eq!(reversed, vec![m(dec!(4.17)), m(dec!(4.17)), m(dec!(4.16))]);
         assert_eq!(
             plan.totals[&1],
             TotalsDelta {
-                earned: dec!(12.50),
-                reversed: dec!(12.50)
+                earned: m(dec!(12.50)),
+                reversed: m(dec!(12.50))
             }
         );
         assert_eq!(plan.parked.len(), 1);
@@ -710,7 +721,7 @@ mod tests {
         let referral = &plan.new_referrals[0];
         assert_eq!(
             (referral.commission_amount, referral.commission_status),
-            (dec!(0), Some(CommissionStatus::Reversed))
+            (m(dec!(0)), Some(CommissionStatus::Reversed))
         );
     }
 
@@ -721,7 +732,7 @@ mod tests {
             "p1",
             ConversionKind::Purchase,
             9,
-            Some(dec!(50)),
+            Some(m(dec!(50))),
             "2024-07-01T00:00:00Z",
         );
         let first = plan(
@@ -778,7 +789,7 @@ mod tests {
                     None,
                     "2024-07-02T00:00:00Z",
                 ),
-                refund_of("r1", "missing", 3, dec!(1)),
+                refund_of("r1", "missing", 3, m(dec!(1))),
             ]),
         );
         let reasons: Vec<_> = plan
@@ -798,7 +809,7 @@ mod tests {
         assert_eq!(plan.conversions.len(), 1);
     }
 
-    fn purchase_of(id: &str, user: i64, amount: Decimal) -> ConversionEvent {
+    fn purchase_of(id: &str, user: i64, amount: Money) -> ConversionEvent {
         event(
             id,
             ConversionKind::Purchase,
@@ -814,8 +825,8 @@ mod tests {
         let plan = plan(
             &mut state,
             &positioned(vec![
-                refund_of("r1", "p1", 7, dec!(40)),
-                purchase_of("p1", 7, dec!(100)),
+                refund_of("r1", "p1", 7, m(dec!(40))),
+                purchase_of("p1", 7, m(dec!(100))),
             ]),
         );
         assert!(plan.parked.is_empty(), "{:?}", plan.parked);
@@ -824,13 +835,13 @@ mod tests {
             .iter()
             .find(|c| c.event_id == "r1")
             .unwrap();
-        assert_eq!(refund.commission, dec!(4.00));
+        assert_eq!(refund.commission, m(dec!(4.00)));
         assert_eq!(
             refund.position.offset, 1,
             "recorded where the purchase was read"
         );
-        assert_eq!(plan.totals[&1].earned, dec!(10.00));
-        assert_eq!(plan.totals[&1].reversed, dec!(4.00));
+        assert_eq!(plan.totals[&1].earned, m(dec!(10.00)));
+        assert_eq!(plan.totals[&1].reversed, m(dec!(4.00)));
     }
 
     #[test]
@@ -844,13 +855,13 @@ mod tests {
             "p1".into(),
             vec![
                 Waiting {
-                    event: refund_of("r1", "p1", 7, dec!(100)),
+                    event: refund_of("r1", "p1", 7, m(dec!(100))),
                     position: held,
                     stored: true,
                 },
                 // A copy re-driven meanwhile: applied once only.
                 Waiting {
-                    event: refund_of("r1", "p1", 7, dec!(100)),
+                    event: refund_of("r1", "p1", 7, m(dec!(100))),
                     position: Position {
                         partition: 3,
                         offset: 120,
@@ -858,7 +869,7 @@ mod tests {
                     stored: true,
                 },
                 Waiting {
-                    event: refund_of("r2", "p1", 7, dec!(1)),
+                    event: refund_of("r2", "p1", 7, m(dec!(1))),
                     position: Position {
                         partition: 3,
                         offset: 121,
@@ -869,7 +880,7 @@ mod tests {
         );
         let plan = plan(
             &mut state,
-            &positioned(vec![purchase_of("p1", 7, dec!(100))]),
+            &positioned(vec![purchase_of("p1", 7, m(dec!(100)))]),
         );
         let reasons: Vec<_> = plan
             .released
@@ -886,7 +897,7 @@ mod tests {
         );
         assert_eq!(
             plan.totals[&1].reversed,
-            dec!(10.00),
+            m(dec!(10.00)),
             "the whole commission, once"
         );
         assert_eq!(plan.conversions.len(), 2);
@@ -906,8 +917,8 @@ mod tests {
                     None,
                     "2024-05-01T00:00:00Z",
                 ),
-                refund_of("r1", "s1", 7, dec!(1)),
-                refund_of("r2", "p9", 7, dec!(1)),
+                refund_of("r1", "s1", 7, m(dec!(1))),
+                refund_of("r2", "p9", 7, m(dec!(1))),
             ]),
         );
         let parked: Vec<_> = plan
@@ -931,12 +942,12 @@ mod tests {
         state.attributable.insert(3, true);
         state
             .rates
-            .insert(3, vec![(DateTime::<Utc>::MIN_UTC, dec!(50))]);
+            .insert(3, vec![(DateTime::<Utc>::MIN_UTC, r(dec!(50)))]);
         let mut later = event(
             "p1",
             ConversionKind::Purchase,
             5,
-            Some(dec!(10)),
+            Some(m(dec!(10))),
             "2024-07-01T00:00:00Z",
         );
         later.referral_code = "OTHER".into();
@@ -954,6 +965,6 @@ mod tests {
             ]),
         );
         assert_eq!(plan.ledger[0].affiliate_id, 1);
-        assert_eq!(plan.ledger[0].amount, dec!(1.25));
+        assert_eq!(plan.ledger[0].amount, m(dec!(1.25)));
     }
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use clickhouse::Client;
-use reftrack_domain::cents;
+use reftrack_domain::Money;
 use reftrack_events::{ConversionEvent, ConversionKind};
 use sqlx::PgPool;
 
@@ -218,9 +218,9 @@ impl ConversionSink {
             metrics::counter!(m::CONVERSIONS, "type" => conversion.kind.as_str()).increment(1);
         }
         for delta in plan.totals.values() {
-            metrics::counter!(m::COMMISSION_EARNED).increment(cents(delta.earned).max(0) as u64);
+            metrics::counter!(m::COMMISSION_EARNED).increment(delta.earned.cents().max(0) as u64);
             metrics::counter!(m::COMMISSION_REVERSED)
-                .increment(cents(delta.reversed).max(0) as u64);
+                .increment(delta.reversed.cents().max(0) as u64);
         }
         for applied in &moves {
             positions.set_postgres(applied);
@@ -331,8 +331,8 @@ impl<'a> ConversionRow<'a> {
             affiliate_id: r.affiliate_id as u64,
             code: &r.code,
             user_id: r.user_id,
-            amount_cents: r.amount.map_or(0, cents),
-            commission_amount_cents: cents(r.commission),
+            amount_cents: r.amount.map_or(0, Money::cents),
+            commission_amount_cents: r.commission.cents(),
             occurred_at: r.occurred_at.timestamp().max(0) as u32,
             received_at: r.received_at.timestamp().max(0) as u32,
         }
@@ -370,7 +370,7 @@ impl<'a> ConversionRow<'a> {
             kind: kind_code(event.kind),
             code: &event.referral_code,
             user_id: event.user_id,
-            amount_cents: event.amount.map_or(0, cents),
+            amount_cents: event.amount.map_or(0, Money::cents),
             occurred_at: event.occurred_at.timestamp().max(0) as u32,
             received_at: event.received_at.timestamp().max(0) as u32,
             verdict: UNATTRIBUTED,
@@ -380,7 +380,7 @@ impl<'a> ConversionRow<'a> {
             Some(r) if r.partition == record.partition && r.offset == record.offset => Self {
                 verdict: VALID,
                 affiliate_id: r.affiliate_id as u64,
-                commission_amount_cents: cents(r.commission),
+                commission_amount_cents: r.commission.cents(),
                 ..row
             },
             Some(r) => Self {

@@ -8,10 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use reftrack_events::ConversionKind;
 use reftrack_store::affiliates::MAY_EARN;
-use rust_decimal::Decimal;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use reftrack_domain::{CommissionStatus, InvitationMethod, ReferralStatus};
+use reftrack_domain::{CommissionStatus, InvitationMethod, Money, Rate, ReferralStatus};
 
 use super::ledger::{Applied, Plan, Position, Referral, ReferralKey, State, Waiting, Wants};
 
@@ -24,9 +23,9 @@ struct AppliedRow {
     affiliate_id: i64,
     referral_id: i64,
     user_id: i64,
-    amount: Option<Decimal>,
-    commission: Decimal,
-    rate: Option<Decimal>,
+    amount: Option<Money>,
+    commission: Money,
+    rate: Option<Rate>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -37,8 +36,8 @@ struct ReferralRow {
     email: Option<String>,
     status: ReferralStatus,
     invitation_method: InvitationMethod,
-    commission_rate: Decimal,
-    commission_amount: Decimal,
+    commission_rate: Rate,
+    commission_amount: Money,
     commission_status: Option<CommissionStatus>,
     first_event_id: String,
     created_at: DateTime<Utc>,
@@ -84,7 +83,7 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
     .bind(&event_ids)
     .fetch_all(&mut **tx)
     .await?;
-    let refunded: Vec<(String, Decimal, Decimal)> = sqlx::query_as(
+    let refunded: Vec<(String, Money, Money)> = sqlx::query_as(
         "SELECT original_event_id, sum(amount), sum(commission) FROM conversions
          WHERE original_event_id = ANY($1) GROUP BY original_event_id",
     )
@@ -152,7 +151,7 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
     .fetch_all(&mut **tx)
     .await?;
     state.attributable.extend(standing);
-    let rates: Vec<(i64, DateTime<Utc>, Decimal)> = sqlx::query_as(
+    let rates: Vec<(i64, DateTime<Utc>, Rate)> = sqlx::query_as(
         "SELECT affiliate_id, valid_from, rate FROM commission_rate_history
          WHERE affiliate_id = ANY($1) ORDER BY affiliate_id, valid_from",
     )
@@ -229,8 +228,8 @@ async fn insert_referrals(
     let affiliates: Vec<i64> = referrals.iter().map(|r| r.affiliate_id).collect();
     let users: Vec<i64> = referrals.iter().map(|r| r.user_id).collect();
     let emails: Vec<Option<String>> = referrals.iter().map(|r| r.email.clone()).collect();
-    let rates: Vec<Decimal> = referrals.iter().map(|r| r.commission_rate).collect();
-    let amounts: Vec<Decimal> = referrals.iter().map(|r| r.commission_amount).collect();
+    let rates: Vec<Rate> = referrals.iter().map(|r| r.commission_rate).collect();
+    let amounts: Vec<Money> = referrals.iter().map(|r| r.commission_amount).collect();
     let commission_statuses: Vec<Option<&str>> = referrals
         .iter()
         .map(|r| r.commission_status.map(|s| s.as_str()))
@@ -270,7 +269,7 @@ async fn update_referrals(tx: &mut Tx<'_>, referrals: &[Referral]) -> sqlx::Resu
         })
         .collect();
     let statuses: Vec<&str> = referrals.iter().map(|r| r.status.as_str()).collect();
-    let amounts: Vec<Decimal> = referrals.iter().map(|r| r.commission_amount).collect();
+    let amounts: Vec<Money> = referrals.iter().map(|r| r.commission_amount).collect();
     let commission_statuses: Vec<Option<&str>> = referrals
         .iter()
         .map(|r| r.commission_status.map(|s| s.as_str()))
@@ -374,14 +373,14 @@ pub struct Recorded {
     pub partition: i32,
     pub offset: i64,
     pub affiliate_id: i64,
-    pub commission: Decimal,
+    pub commission: Money,
 }
 
 pub async fn recorded(
     pool: &PgPool,
     event_ids: &[String],
 ) -> sqlx::Result<BTreeMap<String, Recorded>> {
-    let rows: Vec<(String, i32, i64, i64, Decimal)> = sqlx::query_as(
+    let rows: Vec<(String, i32, i64, i64, Money)> = sqlx::query_as(
         "SELECT event_id, kafka_partition, kafka_offset, affiliate_id, commission
          FROM conversions WHERE event_id = ANY($1)",
     )
@@ -414,8 +413,8 @@ pub struct ReleasedRefund {
     pub affiliate_id: i64,
     pub code: String,
     pub user_id: i64,
-    pub amount: Option<Decimal>,
-    pub commission: Decimal,
+    pub amount: Option<Money>,
+    pub commission: Money,
     pub occurred_at: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
 }

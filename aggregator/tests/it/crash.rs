@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use futures::future::join_all;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reftrack_domain::cents;
+use reftrack_domain::Money;
 use reftrack_events::{
     ClickEvent, ClickMethod, ClickVerdict, ConversionEvent, ConversionKind, InvitationMethod,
 };
@@ -289,7 +289,7 @@ fn generate(world: &World, seed: u64) -> Vec<Vec<Message>> {
                 email: Some(format!("u{user}@example.com")),
                 referral_code: code.clone(),
                 click_id: None,
-                amount,
+                amount: amount.map(|a| Money::new(a).unwrap()),
                 currency: amount.map(|_| "USD".to_string()),
                 original_event_id: original,
                 method: InvitationMethod::Link,
@@ -387,6 +387,11 @@ struct Truth {
     referrals: HashMap<i64, u64>,
 }
 
+/// Whole cents of an exact amount.
+fn cents(amount: Decimal) -> i64 {
+    Money::new(amount).unwrap().cents()
+}
+
 fn commission(amount: Decimal, rate: Decimal) -> Decimal {
     (amount * rate / Decimal::ONE_HUNDRED)
         .round_dp_with_strategy(2, RoundingStrategy::MidpointNearestEven)
@@ -467,7 +472,7 @@ fn ground_truth(world: &World, waves: &[Vec<Message>]) -> Truth {
                     ConversionKind::Purchase => match referred.get(&event.user_id) {
                         None => park("unknown referral code"),
                         Some(&affiliate) => {
-                            let amount = event.amount.unwrap();
+                            let amount = event.amount.unwrap().amount();
                             let rate = world.rate(affiliate, event.occurred_at);
                             let earned = commission(amount, rate);
                             purchases
@@ -482,7 +487,7 @@ fn ground_truth(world: &World, waves: &[Vec<Message>]) -> Truth {
                         match purchases.get(event.original_event_id.as_ref().unwrap()) {
                             None => park("refund waiting for its purchase"),
                             Some(&(affiliate, amount, rate, earned)) => {
-                                let refund = event.amount.unwrap();
+                                let refund = event.amount.unwrap().amount();
                                 let back = if refund == amount {
                                     earned
                                 } else {

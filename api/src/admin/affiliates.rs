@@ -3,23 +3,26 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use reftrack_common::envelope::{Envelope, FieldErrors};
+use reftrack_common::envelope::Envelope;
+use reftrack_common::input::query_object;
+use reftrack_domain::Rate;
 use reftrack_store::stats::{self, Stats};
-use rust_decimal::Decimal;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::db::{self, AffiliateRow};
+use super::input::{AddressInput, AffiliateChanges, Approval, ListQuery, NewAffiliate, Rejection};
 use super::views::{
     AddressView, AffiliateAnswer, AffiliateList, ApprovalRecord, Approved, Created, Deleted,
     Detail, DetailMetrics, ListItem, ListMetrics, NothingMore, Pagination, PaymentMethodView,
     Rejected, RejectionRecord, StatusView, Updated, rfc3339_seconds,
 };
-use super::{Answer, dollars, id, ok, percent, validate};
+use super::{Answer, id, ok};
 use crate::auth::Admin;
 use crate::error::{AdminError, ApiError};
 use crate::input::json_object;
@@ -27,21 +30,15 @@ use crate::state::AppState;
 
 const LIST_PATH: &str = "/api/v1/affiliate/affiliates/";
 /// Rate of a newly created affiliate, as the admin API document shows it.
-const NEW_AFFILIATE_RATE: Decimal = Decimal::from_parts(100, 0, 0, false, 1);
+const NEW_AFFILIATE_RATE: Rate = Rate::from_parts(10, 0);
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/affiliate/affiliates/", get(list).post(create))
-        .route(
-            "/api/v1/affiliate/affiliates/{id}/",
-            get(detail).put(update).delete(remove),
-        )
-        .route("/api/v1/affiliate/affiliates/{id}/approve/", post(approve))
-        .route("/api/v1/affiliate/affiliates/{id}/reject/", post(reject))
-        .route(
-            "/api/v1/affiliate/affiliates/{id}/deactivate/",
-            post(deactivate),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(detail, update, remove))
+        .routes(routes!(approve))
+        .routes(routes!(reject))
+        .routes(routes!(deactivate))
 }
 
 /// Since the beginning, through tomorrow (clock skew).
@@ -51,30 +48,26 @@ fn lifetime() -> (DateTime<Utc>, DateTime<Utc>) {
 
 fn list_metrics(s: &Stats) -> ListMetrics {
     ListMetrics {
-        total_sales: dollars(s.net_sales_cents()),
-        total_commissions: dollars(s.net_commission_cents()),
-        conversion_rate: percent(s.purchases, s.unique_clicks),
+        total_sales: s.net_sales(),
+        total_commissions: s.net_commission(),
+        conversion_rate: s.conversion_rate(),
         total_clicks: s.raw_clicks,
     }
 }
 
+/// Lists affiliates, newest first, with their lifetime figures.
 #[utoipa::path(get, path = "/api/v1/affiliate/affiliates/", tag = "admin", security(("admin_key" = [])),
-    params(
-        ("page" = Option<u32>, Query, description = "Page number (default 1)"),
-        ("page_size" = Option<u32>, Query, description = "Results per page (max 100, default 20)"),
-        ("status" = Option<String>, Query, description = "pending, approved or rejected"),
-        ("tier" = Option<u8>, Query, description = "1 to 5"),
-        ("search" = Option<String>, Query, description = "In name or email"),
-        ("active" = Option<bool>, Query, description = "Active or not"),
-    ),
+    params(ListQuery),
     responses((status = 200, body = inline(Envelope<AffiliateList>)), (status = 400, description = "Invalid parameters")))]
+#[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer<AffiliateList> {
-    let (page, page_size, filters) = list_query(&query)?;
-    let (total, rows) = db::list(&state.pool, &filters, page_size, (page - 1) * page_size).await?;
+    let query = query_object(&query);
+    let (paging, filters) = ListQuery::parse(&query).map_err(ApiError::Invalid)?;
+    let (total, rows) = db::list(&state.pool, &filters, paging).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let (from, to) = lifetime();
     let stats = stats::affiliates(&state.clickhouse, &ids, from, to).await?;
@@ -85,14 +78,14 @@ pub async fn list(
             id: row.id,
             name: row.name,
             email: row.email,
-            status: StatusView::of(&row.status),
+            status: StatusView::of(row.status),
             tier: row.tier,
             commission_rate: row.commission_rate,
             join_date: rfc3339_seconds(row.created_at),
             active: row.active,
         })
         .collect();
-    let pagination = Pagination::new(LIST_PATH, page, page_size, total);
+    let pagination = Pagination::new(LIST_PATH, &query, paging, total);
     ok(
         AffiliateList {
             results,
@@ -102,70 +95,8 @@ pub async fn list(
     )
 }
 
-/// `page`, `page_size` and the filters of a listing, each checked.
-fn list_query(query: &HashMap<String, String>) -> Result<(i64, i64, db::Filters), ApiError> {
-    let mut errors = FieldErrors::new();
-    let mut fail =
-        |field: &str, message: &str| errors.insert(field.to_string(), vec![message.to_string()]);
-    let int = |field: &str| query.get(field).map(|v| v.trim().parse::<i64>());
-    let page = match int("page") {
-        None => 1,
-        Some(Ok(p)) if p >= 1 => p,
-        Some(_) => {
-            fail("page", "must be a positive integer");
-            1
-        }
-    };
-    let page_size = match int("page_size") {
-        None => 20,
-        Some(Ok(s)) if (1..=100).contains(&s) => s,
-        Some(_) => {
-            fail("page_size", "must be an integer from 1 to 100");
-            20
-        }
-    };
-    let mut filters = db::Filters::default();
-    match query.get("status").map(String::as_str) {
-        None => {}
-        Some(s @ ("pending" | "approved" | "rejected")) => filters.status = Some(s.to_string()),
-        Some(_) => {
-            fail("status", "must be one of pending, approved, rejected");
-        }
-    }
-    match int("tier") {
-        None => {}
-        Some(Ok(t)) if (1..=5).contains(&t) => filters.tier = Some(t as i16),
-        Some(_) => {
-            fail("tier", "must be an integer from 1 to 5");
-        }
-    }
-    match query.get("active").map(|a| a.to_ascii_lowercase()) {
-        None => {}
-        Some(a) if a == "true" || a == "1" => filters.active = Some(true),
-        Some(a) if a == "false" || a == "0" => filters.active = Some(false),
-        Some(_) => {
-            fail("active", "must be true or false");
-        }
-    }
-    match query.get("search").map(|s| s.trim()) {
-        None | Some("") => {}
-        Some(s) if s.chars().count() <= 100 => filters.search = Some(s.to_string()),
-        Some(_) => {
-            fail("search", "must be at most 100 characters");
-        }
-    }
-    if errors.is_empty() {
-        Ok((page, page_size, filters))
-    } else {
-        Err(ApiError::Invalid(errors))
-    }
-}
-
 /// Checks that the address's country and state exist and belong together.
-async fn check_place(
-    state: &AppState,
-    address: Option<&validate::AddressInput>,
-) -> Result<(), ApiError> {
+async fn check_place(state: &AppState, address: Option<&AddressInput>) -> Result<(), ApiError> {
     let Some(country_id) = address.and_then(|a| a.country_id) else {
         return Ok(());
     };
@@ -189,15 +120,17 @@ async fn check_place(
     Ok(())
 }
 
+/// Creates a pending affiliate.
 #[utoipa::path(post, path = "/api/v1/affiliate/affiliates/", tag = "admin", security(("admin_key" = [])),
-    request_body(content = inline(serde_json::Value), description = "name, email, phone, website, address, payment_methods, marketing_channels, audience_size, experience_level"),
+    request_body = NewAffiliate,
     responses((status = 201, body = inline(Envelope<Created>)), (status = 400, description = "Field errors")))]
+#[tracing::instrument(skip_all)]
 pub async fn create(
     State(state): State<AppState>,
     _admin: Admin,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Envelope<Created>>), AdminError> {
-    let new = validate::new_affiliate(&json_object(&body)?).map_err(ApiError::Invalid)?;
+    let new = NewAffiliate::parse(&json_object(&body)?).map_err(ApiError::Invalid)?;
     check_place(&state, new.address.as_ref()).await?;
     let id = db::create(&state.pool, &new, NEW_AFFILIATE_RATE).await?;
     let row = db::find(&state.pool, id).await?;
@@ -208,9 +141,11 @@ pub async fn create(
     ))
 }
 
+/// One affiliate, with its payment methods and lifetime figures.
 #[utoipa::path(get, path = "/api/v1/affiliate/affiliates/{id}/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = inline(Envelope<Detail>)), (status = 404, description = "No such affiliate")))]
+#[tracing::instrument(skip(state, _admin))]
 pub async fn detail(
     State(state): State<AppState>,
     _admin: Admin,
@@ -234,13 +169,12 @@ pub async fn detail(
         payment_methods: methods
             .into_iter()
             .map(|m| {
-                let address = Some(m.address);
+                let key = m.method.address_key();
+                let address = |k: &str| (key == k).then(|| m.address.clone());
                 PaymentMethodView {
-                    email: address
-                        .clone()
-                        .filter(|_| matches!(m.method.as_str(), "wise" | "paypal")),
-                    iban: address.clone().filter(|_| m.method == "bank"),
-                    address: address.filter(|_| m.method == "crypto"),
+                    email: address("email"),
+                    iban: address("iban"),
+                    address: address("address"),
                     kind: m.method,
                     verified: m.verified,
                 }
@@ -252,7 +186,7 @@ pub async fn detail(
         email: row.email,
         phone: row.phone,
         website: row.website,
-        status: StatusView::of(&row.status),
+        status: StatusView::of(row.status),
         tier: row.tier,
         commission_rate: row.commission_rate,
         join_date: rfc3339_seconds(row.created_at),
@@ -268,11 +202,7 @@ async fn lifetime_metrics(state: &AppState, id: i64) -> Result<DetailMetrics, Ap
     let customers = db::paying_customers(&state.pool, id).await?;
     let list = list_metrics(&s);
     Ok(DetailMetrics {
-        lifetime_value: if customers == 0 {
-            Decimal::ZERO
-        } else {
-            (list.total_sales / Decimal::from(customers)).round_dp(2)
-        },
+        lifetime_value: list.total_sales.per(customers as u64),
         total_sales: list.total_sales,
         total_commissions: list.total_commissions,
         conversion_rate: list.conversion_rate,
@@ -286,7 +216,7 @@ fn answer<R>(row: AffiliateRow, recorded: R) -> AffiliateAnswer<R> {
         id: row.id,
         name: row.name,
         email: row.email,
-        status: StatusView::of(&row.status),
+        status: StatusView::of(row.status),
         tier: row.tier,
         commission_rate: row.commission_rate,
         join_date: rfc3339_seconds(row.created_at),
@@ -303,7 +233,7 @@ fn updated(row: AffiliateRow) -> Updated {
         email: row.email,
         phone: row.phone,
         website: row.website,
-        status: StatusView::of(&row.status),
+        status: StatusView::of(row.status),
         tier: row.tier,
         commission_rate: row.commission_rate,
         join_date: rfc3339_seconds(row.created_at),
@@ -313,10 +243,12 @@ fn updated(row: AffiliateRow) -> Updated {
     }
 }
 
+/// Changes the fields given, and only those.
 #[utoipa::path(put, path = "/api/v1/affiliate/affiliates/{id}/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
-    request_body(content = inline(serde_json::Value), description = "Any of the create fields, tier and commission_rate"),
+    request_body = AffiliateChanges,
     responses((status = 200, body = inline(Envelope<Updated>)), (status = 400, description = "Field errors"), (status = 404, description = "No such affiliate")))]
+#[tracing::instrument(skip(state, _admin, body))]
 pub async fn update(
     State(state): State<AppState>,
     _admin: Admin,
@@ -324,7 +256,7 @@ pub async fn update(
     body: Bytes,
 ) -> Answer<Updated> {
     let id = id(&raw)?;
-    let changes = validate::changes(&json_object(&body)?).map_err(ApiError::Invalid)?;
+    let changes = AffiliateChanges::parse(&json_object(&body)?).map_err(ApiError::Invalid)?;
     check_place(&state, changes.address.as_ref()).await?;
     db::update(&state.pool, id, &changes).await?;
     ok(
@@ -333,10 +265,13 @@ pub async fn update(
     )
 }
 
+/// Approves a pending or rejected affiliate; what the body does not give (tier, rate)
+/// stays as it is.
 #[utoipa::path(post, path = "/api/v1/affiliate/affiliates/{id}/approve/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
-    request_body(content = inline(serde_json::Value), description = "tier, commission_rate, approval_note"),
+    request_body = Approval,
     responses((status = 200, body = inline(Envelope<Approved>)), (status = 409, description = "Already approved")))]
+#[tracing::instrument(skip(state, admin, body))]
 pub async fn approve(
     State(state): State<AppState>,
     admin: Admin,
@@ -344,16 +279,12 @@ pub async fn approve(
     body: Bytes,
 ) -> Answer<Approved> {
     let id = id(&raw)?;
-    let approval = validate::approval(&json_object(&body)?).map_err(ApiError::Invalid)?;
-    db::approve(
-        &state.pool,
-        id,
-        approval.tier,
-        approval.commission_rate,
-        approval.approval_note.as_deref(),
-        &admin.email,
-    )
-    .await?;
+    let approval = if body.is_empty() {
+        Approval::default()
+    } else {
+        Approval::parse(&json_object(&body)?).map_err(ApiError::Invalid)?
+    };
+    db::approve(&state.pool, id, &approval, &admin.email).await?;
     let mut row = db::find(&state.pool, id).await?;
     let approval = ApprovalRecord {
         approved_date: row.approved_at.map(rfc3339_seconds),
@@ -364,10 +295,12 @@ pub async fn approve(
     ok(approved, "Affiliate approved successfully")
 }
 
+/// Rejects a pending or approved affiliate; its links stop attributing.
 #[utoipa::path(post, path = "/api/v1/affiliate/affiliates/{id}/reject/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
-    request_body(content = inline(serde_json::Value), description = "reason (optional)"),
+    request_body = Rejection,
     responses((status = 200, body = inline(Envelope<Rejected>)), (status = 409, description = "Already rejected")))]
+#[tracing::instrument(skip(state, admin, body))]
 pub async fn reject(
     State(state): State<AppState>,
     admin: Admin,
@@ -375,12 +308,12 @@ pub async fn reject(
     body: Bytes,
 ) -> Answer<Rejected> {
     let id = id(&raw)?;
-    let reason = if body.is_empty() {
-        None
+    let rejection = if body.is_empty() {
+        Rejection::default()
     } else {
-        validate::rejection(&json_object(&body)?).map_err(ApiError::Invalid)?
+        Rejection::parse(&json_object(&body)?).map_err(ApiError::Invalid)?
     };
-    db::reject(&state.pool, id, reason.as_deref(), &admin.email).await?;
+    db::reject(&state.pool, id, rejection.reason.as_deref(), &admin.email).await?;
     let mut row = db::find(&state.pool, id).await?;
     let rejection = RejectionRecord {
         rejected_date: row.rejected_at.map(rfc3339_seconds),
@@ -391,9 +324,11 @@ pub async fn reject(
     ok(rejected, "Affiliate rejected successfully")
 }
 
+/// Deactivates an affiliate: its links stop attributing until it is active again.
 #[utoipa::path(post, path = "/api/v1/affiliate/affiliates/{id}/deactivate/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = inline(Envelope<Updated>)), (status = 404, description = "No such affiliate")))]
+#[tracing::instrument(skip(state, _admin))]
 pub async fn deactivate(
     State(state): State<AppState>,
     _admin: Admin,
@@ -407,9 +342,11 @@ pub async fn deactivate(
     )
 }
 
+/// Deletes an affiliate softly: the ledger keeps referring to it.
 #[utoipa::path(delete, path = "/api/v1/affiliate/affiliates/{id}/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = inline(Envelope<Deleted>)), (status = 404, description = "No such affiliate")))]
+#[tracing::instrument(skip(state, _admin))]
 pub async fn remove(
     State(state): State<AppState>,
     _admin: Admin,
@@ -427,9 +364,12 @@ pub async fn remove(
 mod tests {
     use super::*;
 
+    use reftrack_common::input::Paging;
+
     #[test]
-    fn pagination_links_carry_the_page() {
-        let p = Pagination::new(LIST_PATH, 1, 20, 95);
+    fn pagination_links_carry_the_page_and_the_other_parameters() {
+        let query = query_object(&HashMap::new());
+        let p = Pagination::new(LIST_PATH, &query, Paging { page: 1, size: 20 }, 95);
         assert_eq!(
             (p.total_pages, p.has_next, p.has_previous),
             (5, true, false)
@@ -439,5 +379,25 @@ mod tests {
             Some("/api/v1/affiliate/affiliates/?page=2")
         );
         assert_eq!(p.previous_url, None);
+
+        let query = query_object(&HashMap::from([
+            ("page".into(), "2".into()),
+            ("page_size".into(), "10".into()),
+            ("status".into(), "approved".into()),
+            ("search".into(), "Jane D&o".into()),
+        ]));
+        let p = Pagination::new(LIST_PATH, &query, Paging { page: 2, size: 10 }, 95);
+        assert_eq!(
+            p.next_url.as_deref(),
+            Some(
+                "/api/v1/affiliate/affiliates/?page=3&page_size=10&search=Jane+D%26o&status=approved"
+            )
+        );
+        assert_eq!(
+            p.previous_url.as_deref(),
+            Some(
+                "/api/v1/affiliate/affiliates/?page=1&page_size=10&search=Jane+D%26o&status=approved"
+            )
+        );
     }
 }

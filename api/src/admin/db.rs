@@ -1,10 +1,11 @@
 //! The admin API's Postgres queries. Deleted affiliates are invisible here.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
+use reftrack_common::input::Paging;
+use reftrack_domain::{AffiliateStatus, PaymentMethod, Rate};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
-use super::validate::{AffiliateChanges, NewAffiliate, PaymentMethodInput};
+use super::input::{AffiliateChanges, Approval, ListQuery, NewAffiliate, PaymentMethodInput};
 use crate::error::ApiError;
 
 #[derive(Debug, sqlx::FromRow)]
@@ -20,9 +21,9 @@ pub struct AffiliateRow {
     pub address_zip: Option<String>,
     pub state_name: Option<String>,
     pub country_name: Option<String>,
-    pub status: String,
+    pub status: AffiliateStatus,
     pub tier: i16,
-    pub commission_rate: Decimal,
+    pub commission_rate: Rate,
     pub approved_at: Option<DateTime<Utc>>,
     pub approved_by: Option<String>,
     pub approval_note: Option<String>,
@@ -63,16 +64,7 @@ pub async fn find(pool: &PgPool, id: i64) -> Result<AffiliateRow, ApiError> {
     .ok_or(ApiError::NotFound)
 }
 
-/// Filters of the listing.
-#[derive(Debug, Default)]
-pub struct Filters {
-    pub status: Option<String>,
-    pub tier: Option<i16>,
-    pub search: Option<String>,
-    pub active: Option<bool>,
-}
-
-fn push_filters<'a>(query: &mut QueryBuilder<'a, Postgres>, filters: &'a Filters) {
+fn push_filters<'a>(query: &mut QueryBuilder<'a, Postgres>, filters: &'a ListQuery) {
     query.push(" WHERE a.deleted_at IS NULL");
     if let Some(status) = &filters.status {
         query.push(" AND a.status = ").push_bind(status);
@@ -103,9 +95,8 @@ fn push_filters<'a>(query: &mut QueryBuilder<'a, Postgres>, filters: &'a Filters
 /// One page of affiliates matching `filters`, newest first, and how many match.
 pub async fn list(
     pool: &PgPool,
-    filters: &Filters,
-    limit: i64,
-    offset: i64,
+    filters: &ListQuery,
+    paging: Paging,
 ) -> sqlx::Result<(i64, Vec<AffiliateRow>)> {
     let mut count = QueryBuilder::new("SELECT count(*) FROM affiliates a");
     push_filters(&mut count, filters);
@@ -113,9 +104,9 @@ pub async fn list(
     let mut page = QueryBuilder::new(AFFILIATE);
     push_filters(&mut page, filters);
     page.push(" ORDER BY a.created_at DESC, a.id DESC LIMIT ")
-        .push_bind(limit)
+        .push_bind(paging.size)
         .push(" OFFSET ")
-        .push_bind(offset);
+        .push_bind(paging.offset());
     let rows = page.build_query_as().fetch_all(pool).await?;
     Ok((total, rows))
 }
@@ -130,7 +121,7 @@ fn taken() -> ApiError {
 
 /// Creates a pending affiliate (tier 1, rate `rate`), its code `NAME_ID`, and its
 /// payment methods.
-pub async fn create(pool: &PgPool, new: &NewAffiliate, rate: Decimal) -> Result<i64, ApiError> {
+pub async fn create(pool: &PgPool, new: &NewAffiliate, rate: Rate) -> Result<i64, ApiError> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query_scalar(
         "WITH next AS (SELECT nextval(pg_get_serial_sequence('affiliates', 'id')) AS id)
@@ -197,7 +188,7 @@ async fn replace_payment_methods(
     for (i, m) in methods.iter().enumerate() {
         sqlx::query("INSERT INTO payout_methods (affiliate_id, method, address, is_active) VALUES ($1, $2, $3, $4)")
             .bind(id)
-            .bind(&m.method)
+            .bind(m.method)
             .bind(&m.address)
             // The first method is the one payouts use.
             .bind(i == 0)
@@ -253,29 +244,28 @@ pub async fn update(pool: &PgPool, id: i64, changes: &AffiliateChanges) -> Resul
     Ok(())
 }
 
-/// Approves a pending or rejected affiliate.
+/// Approves a pending or rejected affiliate, keeping its tier and rate unless the
+/// approval sets them.
 pub async fn approve(
     pool: &PgPool,
     id: i64,
-    tier: Option<i16>,
-    rate: Option<Decimal>,
-    note: Option<&str>,
+    approval: &Approval,
     by: &str,
 ) -> Result<(), ApiError> {
     transition(
         pool,
         id,
-        &["pending", "rejected"],
-        "approved",
+        &[AffiliateStatus::Pending, AffiliateStatus::Rejected],
+        AffiliateStatus::Approved,
         sqlx::query(
             "UPDATE affiliates SET status = 'approved', tier = COALESCE($2, tier), commission_rate = COALESCE($3, commission_rate),
                     approval_note = $4, approved_by = $5, approved_at = now(), updated_at = now()
              WHERE id = $1",
         )
         .bind(id)
-        .bind(tier)
-        .bind(rate)
-        .bind(note)
+        .bind(approval.tier)
+        .bind(approval.commission_rate)
+        .bind(approval.approval_note.as_deref())
         .bind(by),
     )
     .await
@@ -291,8 +281,8 @@ pub async fn reject(
     transition(
         pool,
         id,
-        &["pending", "approved"],
-        "rejected",
+        &[AffiliateStatus::Pending, AffiliateStatus::Approved],
+        AffiliateStatus::Rejected,
         sqlx::query(
             "UPDATE affiliates SET status = 'rejected', rejection_reason = $2, rejected_by = $3, rejected_at = now(),
                     updated_at = now()
@@ -309,19 +299,19 @@ pub async fn reject(
 async fn transition(
     pool: &PgPool,
     id: i64,
-    from: &[&str],
-    to: &str,
+    from: &[AffiliateStatus],
+    to: AffiliateStatus,
     update: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
 ) -> Result<(), ApiError> {
     let mut tx = pool.begin().await?;
-    let status: String = sqlx::query_scalar(
+    let status: AffiliateStatus = sqlx::query_scalar(
         "SELECT status FROM affiliates WHERE id = $1 AND deleted_at IS NULL FOR UPDATE",
     )
     .bind(id)
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
-    if !from.contains(&status.as_str()) {
+    if !from.contains(&status) {
         return Err(ApiError::Conflict(format!(
             "An affiliate that is {status} cannot become {to}"
         )));
@@ -359,7 +349,7 @@ pub async fn delete(pool: &PgPool, id: i64) -> Result<(), ApiError> {
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct PaymentMethodRow {
-    pub method: String,
+    pub method: PaymentMethod,
     pub address: String,
     pub verified: bool,
 }

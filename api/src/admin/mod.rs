@@ -2,22 +2,24 @@
 //! for the product's staff, by resource: [`affiliates`] (list, create, read, update,
 //! approve, reject, deactivate, delete), their [`performance`], and [`payouts`]. Answers
 //! are in the `{success, data, message, timestamp, api_version}` envelope.
+//!
+//! [`input`] reads requests, [`views`] writes answers, [`db`] holds the queries.
 
 pub mod affiliates;
 pub mod db;
+pub mod input;
 pub mod payouts;
 pub mod performance;
-pub mod validate;
 pub mod views;
 
-use axum::{Json, Router};
+use axum::Json;
 use reftrack_common::envelope::Envelope;
-use rust_decimal::Decimal;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{AdminError, ApiError};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> OpenApiRouter<AppState> {
     affiliates::router()
         .merge(performance::router())
         .merge(payouts::router())
@@ -35,16 +37,4 @@ fn id(raw: &str) -> Result<i64, ApiError> {
         .ok()
         .filter(|id| *id > 0)
         .ok_or(ApiError::NotFound)
-}
-
-fn dollars(cents: i64) -> Decimal {
-    reftrack_domain::Money::from_cents(cents).amount()
-}
-
-/// `part` per 100 of `whole`, to two decimals.
-fn percent(part: u64, whole: u64) -> Decimal {
-    if whole == 0 {
-        return Decimal::ZERO;
-    }
-    (Decimal::from(part) * Decimal::ONE_HUNDRED / Decimal::from(whole)).round_dp(2)
 }

@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use reftrack_common::envelope::Envelope;
-use rust_decimal::Decimal;
+use reftrack_common::input::query_object;
+use reftrack_domain::{Money, PaymentMethod, PayoutStatus};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::input::PayoutQuery;
 use super::views::{Pagination, PayoutList, PayoutView, rfc3339_seconds};
 use super::{Answer, id, ok};
 use crate::auth::Admin;
@@ -19,20 +21,20 @@ use crate::state::AppState;
 
 const PATH: &str = "/api/v1/affiliate/payouts/";
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/affiliate/payouts/", get(list))
-        .route("/api/v1/affiliate/payouts/{id}/mark-paid/", post(mark_paid))
-        .route("/api/v1/affiliate/payouts/{id}/cancel/", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(mark_paid))
+        .routes(routes!(cancel))
 }
 
 #[derive(Debug, sqlx::FromRow)]
 struct PayoutRow {
     id: i64,
     affiliate_id: i64,
-    amount: Decimal,
-    status: String,
-    method: String,
+    amount: Money,
+    status: PayoutStatus,
+    method: PaymentMethod,
     address: String,
     created_at: DateTime<Utc>,
     paid_at: Option<DateTime<Utc>>,
@@ -58,40 +60,19 @@ fn view(row: PayoutRow) -> PayoutView {
     }
 }
 
+/// Lists payouts, newest first, by status.
 #[utoipa::path(get, path = "/api/v1/affiliate/payouts/", tag = "admin", security(("admin_key" = [])),
-    params(
-        ("status" = Option<String>, Query, description = "pending, paid or cancelled"),
-        ("page" = Option<u32>, Query), ("page_size" = Option<u32>, Query, description = "max 100, default 20"),
-    ),
-    responses((status = 200, body = inline(Envelope<PayoutList>))))]
+    params(PayoutQuery),
+    responses((status = 200, body = inline(Envelope<PayoutList>)), (status = 400, description = "Invalid parameters")))]
+#[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
     _admin: Admin,
     Query(query): Query<HashMap<String, String>>,
 ) -> Answer<PayoutList> {
-    let status = match query.get("status").map(String::as_str) {
-        None => None,
-        Some(s @ ("pending" | "paid" | "cancelled")) => Some(s),
-        Some(_) => {
-            return Err(
-                ApiError::field("status", "must be one of pending, paid, cancelled").into(),
-            );
-        }
-    };
-    let number = |field: &str, default: i64, max: i64| -> Result<i64, ApiError> {
-        match query.get(field) {
-            None => Ok(default),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| {
-                    ApiError::field(field, format!("must be an integer from 1 to {max}"))
-                }),
-        }
-    };
-    let page = number("page", 1, i64::MAX)?;
-    let page_size = number("page_size", 20, 100)?;
+    let query = query_object(&query);
+    let (paging, PayoutQuery { status, .. }) =
+        PayoutQuery::parse(&query).map_err(ApiError::Invalid)?;
     let total: i64 =
         sqlx::query_scalar("SELECT count(*) FROM payouts WHERE $1::text IS NULL OR status = $1")
             .bind(status)
@@ -101,41 +82,45 @@ pub async fn list(
         "SELECT {COLUMNS} FROM payouts WHERE $1::text IS NULL OR status = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
     ))
     .bind(status)
-    .bind(page_size)
-    .bind((page - 1) * page_size)
+    .bind(paging.size)
+    .bind(paging.offset())
     .fetch_all(&state.pool)
     .await?;
     let results = rows.into_iter().map(view).collect();
     ok(
         PayoutList {
             results,
-            pagination: Pagination::new(PATH, page, page_size, total),
+            pagination: Pagination::new(PATH, &query, paging, total),
         },
         "Payouts retrieved successfully",
     )
 }
 
+/// Marks a pending payout paid: a `paid` entry in the ledger.
 #[utoipa::path(post, path = "/api/v1/affiliate/payouts/{id}/mark-paid/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = inline(Envelope<PayoutView>)), (status = 409, description = "Not pending")))]
+#[tracing::instrument(skip(state, admin))]
 pub async fn mark_paid(
     State(state): State<AppState>,
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Answer<PayoutView> {
-    let payout = settle(&state, id(&raw)?, "paid", &admin.email).await?;
+    let payout = settle(&state, id(&raw)?, PayoutStatus::Paid, &admin.email).await?;
     ok(payout, "Payout marked as paid")
 }
 
+/// Cancels a pending payout: its amount returns to the balance.
 #[utoipa::path(post, path = "/api/v1/affiliate/payouts/{id}/cancel/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = inline(Envelope<PayoutView>)), (status = 409, description = "Not pending")))]
+#[tracing::instrument(skip(state, admin))]
 pub async fn cancel(
     State(state): State<AppState>,
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Answer<PayoutView> {
-    let payout = settle(&state, id(&raw)?, "cancelled", &admin.email).await?;
+    let payout = settle(&state, id(&raw)?, PayoutStatus::Cancelled, &admin.email).await?;
     ok(payout, "Payout cancelled")
 }
 
@@ -144,7 +129,7 @@ pub async fn cancel(
 async fn settle(
     state: &AppState,
     id: i64,
-    outcome: &'static str,
+    outcome: PayoutStatus,
     by: &str,
 ) -> Result<PayoutView, AdminError> {
     let mut tx = state.pool.begin().await?;
@@ -155,10 +140,10 @@ async fn settle(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
-    if row.status != "pending" {
+    if row.status != PayoutStatus::Pending {
         return Err(ApiError::Conflict(format!("This payout is already {}", row.status)).into());
     }
-    let paid = outcome == "paid";
+    let paid = outcome == PayoutStatus::Paid;
     sqlx::query(
         "UPDATE payouts SET status = $2,
              paid_at = CASE WHEN $3 THEN now() END, paid_by = CASE WHEN $3 THEN $4 END,
@@ -196,6 +181,6 @@ async fn settle(
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
-    crate::metrics::payout(outcome, row.amount);
+    crate::metrics::payout(outcome.as_str(), row.amount);
     Ok(view(row))
 }

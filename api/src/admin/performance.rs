@@ -1,54 +1,25 @@
 //! An affiliate's performance over a period, with the trend against the period before.
 
+use std::collections::HashMap;
+
+use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::routing::get;
-use axum::{Json, Router};
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use reftrack_store::stats::{self, Stats};
 use rust_decimal::Decimal;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::db;
+use super::id;
+use super::input::PeriodQuery;
 use super::views::{Performance, PerformanceEnvelope, Period, PeriodMetrics, Trending};
-use super::{dollars, id, percent};
 use crate::auth::Admin;
 use crate::error::{AdminError, ApiError};
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/affiliate/affiliates/{id}/performance/",
-        get(performance),
-    )
-}
-
-#[derive(serde::Deserialize)]
-pub struct PeriodQuery {
-    date_from: Option<String>,
-    date_to: Option<String>,
-}
-
-/// The range asked for: `[date_from, date_to]` in whole UTC days, 30 days to today by default.
-fn period(query: &PeriodQuery) -> Result<(NaiveDate, NaiveDate), ApiError> {
-    let date = |field: &str, raw: &Option<String>| -> Result<Option<NaiveDate>, ApiError> {
-        raw.as_deref()
-            .map(|d| {
-                NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                    .map_err(|_| ApiError::field(field, "must be a date in ISO format: YYYY-MM-DD"))
-            })
-            .transpose()
-    };
-    let to = date("date_to", &query.date_to)?.unwrap_or_else(|| Utc::now().date_naive());
-    let from = date("date_from", &query.date_from)?.unwrap_or(to - Days::new(29));
-    if from > to {
-        return Err(ApiError::field("date_from", "must not be after date_to"));
-    }
-    if (to - from).num_days() > 366 {
-        return Err(ApiError::field(
-            "date_from",
-            "the period must not exceed 367 days",
-        ));
-    }
-    Ok((from, to))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(performance))
 }
 
 fn day_start(day: NaiveDate) -> DateTime<Utc> {
@@ -76,35 +47,33 @@ fn trend(current: Decimal, previous: Decimal) -> String {
 }
 
 fn period_metrics(s: &Stats) -> PeriodMetrics {
-    let total_sales = dollars(s.net_sales_cents());
+    let total_sales = s.net_sales();
     PeriodMetrics {
         total_clicks: s.raw_clicks,
         unique_clicks: s.unique_clicks,
         conversions: s.purchases,
-        conversion_rate: percent(s.purchases, s.unique_clicks),
+        conversion_rate: s.conversion_rate(),
         total_sales,
-        total_commissions: dollars(s.net_commission_cents()),
-        average_order_value: if s.purchases == 0 {
-            Decimal::ZERO
-        } else {
-            (total_sales / Decimal::from(s.purchases)).round_dp(2)
-        },
+        total_commissions: s.net_commission(),
+        average_order_value: total_sales.per(s.purchases),
     }
 }
 
+/// An affiliate's figures over a period, with the trend against the period before.
 #[utoipa::path(get, path = "/api/v1/affiliate/affiliates/{id}/performance/", tag = "admin", security(("admin_key" = [])),
-    params(("id" = i64, Path),
-        ("date_from" = Option<String>, Query, description = "YYYY-MM-DD (default: 29 days before date_to)"),
-        ("date_to" = Option<String>, Query, description = "YYYY-MM-DD (default: today)")),
+    params(("id" = i64, Path), PeriodQuery),
     responses((status = 200, body = PerformanceEnvelope), (status = 400, description = "Invalid dates"), (status = 404, description = "No such affiliate")))]
+#[tracing::instrument(skip(state, _admin, query))]
 pub async fn performance(
     State(state): State<AppState>,
     _admin: Admin,
     Path(raw): Path<String>,
-    Query(query): Query<PeriodQuery>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<PerformanceEnvelope>, AdminError> {
     let id = id(&raw)?;
-    let (from, to) = period(&query)?;
+    let query = reftrack_common::input::query_object(&query);
+    let (from, to) =
+        PeriodQuery::parse(&query, Utc::now().date_naive()).map_err(ApiError::Invalid)?;
     db::find(&state.pool, id).await?;
     let key = format!("performance:{id}:{from}:{to}");
     let data = state
@@ -142,7 +111,10 @@ async fn compute_performance(
         trending: Trending {
             clicks_trend: trend(metrics.total_clicks.into(), earlier.total_clicks.into()),
             conversion_trend: trend(metrics.conversions.into(), earlier.conversions.into()),
-            commission_trend: trend(metrics.total_commissions, earlier.total_commissions),
+            commission_trend: trend(
+                metrics.total_commissions.amount(),
+                earlier.total_commissions.amount(),
+            ),
         },
         metrics,
     })
@@ -176,7 +148,7 @@ mod tests {
         };
         let m = period_metrics(&s);
         assert_eq!(
-            (m.conversion_rate, m.average_order_value),
+            (m.conversion_rate.value(), m.average_order_value.amount()),
             (dec!(7.53), dec!(132.84))
         );
     }

@@ -1,43 +1,33 @@
 //! The JSON of the admin affiliate API (`docs/api/admin-affiliate-api.txt`): snake_case, money and rates as numbers,
 //! timestamps in RFC 3339 to the second.
 
-use rust_decimal::Decimal;
+use reftrack_common::input::Paging;
+use reftrack_domain::{AffiliateStatus, Money, PaymentMethod, PayoutStatus, Percent, Rate};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StatusView {
-    /// pending, approved or rejected.
-    pub value: String,
+    pub value: AffiliateStatus,
+    /// Pending Approval, Approved or Rejected.
     pub display: String,
 }
 
 impl StatusView {
-    pub fn of(status: &str) -> Self {
-        let display = match status {
-            "pending" => "Pending Approval",
-            "approved" => "Approved",
-            "rejected" => "Rejected",
-            other => other,
-        };
+    pub fn of(status: AffiliateStatus) -> Self {
         Self {
-            value: status.to_string(),
-            display: display.to_string(),
+            value: status,
+            display: status.label().to_string(),
         }
     }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ListMetrics {
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub total_sales: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub total_commissions: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub conversion_rate: Decimal,
+    pub total_sales: Money,
+    pub total_commissions: Money,
+    pub conversion_rate: Percent,
     pub total_clicks: u64,
 }
 
@@ -48,9 +38,7 @@ pub struct ListItem {
     pub email: Option<String>,
     pub status: StatusView,
     pub tier: i16,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub commission_rate: Decimal,
+    pub commission_rate: Rate,
     pub join_date: String,
     pub active: bool,
     pub performance_metrics: ListMetrics,
@@ -69,13 +57,25 @@ pub struct Pagination {
 }
 
 impl Pagination {
-    /// `next_url`/`previous_url` carry the page only, as the admin API document shows them.
-    pub fn new(path: &str, page: i64, page_size: i64, total_count: i64) -> Self {
-        let total_pages = (total_count + page_size - 1) / page_size;
-        let url = |p: i64| format!("{path}?page={p}");
+    /// The pagination of a listing at `path` asked for with `query`: `next_url` and
+    /// `previous_url` keep the query's other parameters (filters, page size), so following
+    /// them gives the next page of the same listing.
+    pub fn new(path: &str, query: &Map<String, Value>, paging: Paging, total_count: i64) -> Self {
+        let Paging { page, size } = paging;
+        let total_pages = (total_count + size - 1) / size;
+        let url = |p: i64| {
+            let mut link = url::form_urlencoded::Serializer::new(String::new());
+            link.append_pair("page", &p.to_string());
+            for (key, value) in query.iter().filter(|(k, _)| k.as_str() != "page") {
+                if let Some(value) = value.as_str() {
+                    link.append_pair(key, value);
+                }
+            }
+            format!("{path}?{}", link.finish())
+        };
         Self {
             page,
-            page_size,
+            page_size: size,
             total_pages,
             total_count,
             has_next: page < total_pages,
@@ -101,9 +101,7 @@ pub struct AffiliateAnswer<R> {
     pub email: Option<String>,
     pub status: StatusView,
     pub tier: i16,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub commission_rate: Decimal,
+    pub commission_rate: Rate,
     pub join_date: String,
     #[serde(flatten)]
     pub recorded: R,
@@ -144,9 +142,8 @@ pub struct AddressView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentMethodView {
-    /// wise, paypal, crypto or bank.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: PaymentMethod,
     /// For wise and paypal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
@@ -161,20 +158,12 @@ pub struct PaymentMethodView {
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DetailMetrics {
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub total_sales: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub total_commissions: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub conversion_rate: Decimal,
+    pub total_sales: Money,
+    pub total_commissions: Money,
+    pub conversion_rate: Percent,
     pub total_clicks: u64,
     /// Net sales per paying referred customer.
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub lifetime_value: Decimal,
+    pub lifetime_value: Money,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -186,9 +175,7 @@ pub struct Detail {
     pub website: Option<String>,
     pub status: StatusView,
     pub tier: i16,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub commission_rate: Decimal,
+    pub commission_rate: Rate,
     pub join_date: String,
     pub active: bool,
     pub affiliate_code: String,
@@ -206,9 +193,7 @@ pub struct Updated {
     pub website: Option<String>,
     pub status: StatusView,
     pub tier: i16,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub commission_rate: Decimal,
+    pub commission_rate: Rate,
     pub join_date: String,
     pub updated_date: String,
     pub active: bool,
@@ -234,18 +219,10 @@ pub struct PeriodMetrics {
     /// Purchases.
     pub conversions: u64,
     /// Conversions per 100 unique clicks.
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub conversion_rate: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub total_sales: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub total_commissions: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub average_order_value: Decimal,
+    pub conversion_rate: Percent,
+    pub total_sales: Money,
+    pub total_commissions: Money,
+    pub average_order_value: Money,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -275,12 +252,9 @@ pub struct PerformanceEnvelope {
 pub struct PayoutView {
     pub id: i64,
     pub affiliate_id: i64,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub amount: Decimal,
-    /// pending, paid or cancelled.
-    pub status: String,
-    pub method: String,
+    pub amount: Money,
+    pub status: PayoutStatus,
+    pub method: PaymentMethod,
     pub address: String,
     pub created_at: String,
     pub paid_at: Option<String>,

@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rand::Rng;
-use rust_decimal::Decimal;
+use reftrack_common::input::Paging;
+use reftrack_domain::{
+    CommissionStatus, InvitationMethod, Money, PaymentMethod, Rate, ReferralStatus,
+};
 use sqlx::PgPool;
 
 use crate::error::ApiError;
@@ -14,22 +17,22 @@ pub struct PromoterRow {
     pub id: i64,
     pub user_id: i64,
     pub referral_code: String,
-    pub commission_rate: Decimal,
-    pub min_withdrawal_balance: Decimal,
+    pub commission_rate: Rate,
+    pub min_withdrawal_balance: Money,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub link_clicked: i64,
-    pub earned: Decimal,
-    pub reversed: Decimal,
-    pub paid: Decimal,
-    pub pending_payouts: Decimal,
-    pub method: Option<String>,
+    pub earned: Money,
+    pub reversed: Money,
+    pub paid: Money,
+    pub pending_payouts: Money,
+    pub method: Option<PaymentMethod>,
     pub address: Option<String>,
 }
 
 impl PromoterRow {
     /// What can be withdrawn: earned, less clawbacks, payouts made and payouts pending.
-    pub fn balance(&self) -> Decimal {
+    pub fn balance(&self) -> Money {
         self.earned - self.reversed - self.paid - self.pending_payouts
     }
 }
@@ -96,7 +99,7 @@ fn referral_code() -> String {
 pub async fn set_payout_method(
     pool: &PgPool,
     affiliate_id: i64,
-    method: &str,
+    method: PaymentMethod,
     address: &str,
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
@@ -126,7 +129,7 @@ pub async fn set_payout_method(
 pub async fn set_min_withdrawal(
     pool: &PgPool,
     affiliate_id: i64,
-    amount: Decimal,
+    amount: Money,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE affiliates SET min_withdrawal_balance = $2, updated_at = now() WHERE id = $1",
@@ -143,7 +146,7 @@ pub async fn earnings_by_day(
     pool: &PgPool,
     affiliate_id: i64,
     from: NaiveDate,
-) -> sqlx::Result<Vec<(NaiveDate, Decimal)>> {
+) -> sqlx::Result<Vec<(NaiveDate, Money)>> {
     sqlx::query_as(
         "SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, sum(amount)
          FROM ledger_entries
@@ -160,19 +163,18 @@ pub async fn earnings_by_day(
 pub struct ReferralRow {
     pub user_id: i64,
     pub email: Option<String>,
-    pub status: String,
-    pub invitation_method: String,
-    pub commission_rate: Decimal,
-    pub commission_amount: Decimal,
-    pub commission_status: Option<String>,
+    pub status: ReferralStatus,
+    pub invitation_method: InvitationMethod,
+    pub commission_rate: Rate,
+    pub commission_amount: Money,
+    pub commission_status: Option<CommissionStatus>,
 }
 
 /// One page of the promoter's referrals, newest first, and how many there are.
 pub async fn referrals(
     pool: &PgPool,
     affiliate_id: i64,
-    limit: i64,
-    offset: i64,
+    paging: Paging,
 ) -> sqlx::Result<(i64, Vec<ReferralRow>)> {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM referrals WHERE affiliate_id = $1")
         .bind(affiliate_id)
@@ -183,8 +185,8 @@ pub async fn referrals(
          FROM referrals WHERE affiliate_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
     )
     .bind(affiliate_id)
-    .bind(limit)
-    .bind(offset)
+    .bind(paging.size)
+    .bind(paging.offset())
     .fetch_all(pool)
     .await?;
     Ok((count, rows))
@@ -194,7 +196,7 @@ pub async fn referrals(
 pub struct PayoutRow {
     pub id: i64,
     pub created_at: DateTime<Utc>,
-    pub amount: Decimal,
+    pub amount: Money,
 }
 
 /// Payouts requested or made (not cancelled), newest first.
@@ -240,13 +242,12 @@ pub async fn withdraw(
         ));
     };
     let balance = promoter.balance();
-    if balance <= Decimal::ZERO || balance < promoter.min_withdrawal_balance {
+    if !balance.is_positive() || balance < promoter.min_withdrawal_balance {
         return Err(ApiError::field(
             "non_field_errors",
             format!(
                 "Your balance of {} is below your minimum withdrawal balance of {}.",
-                crate::promoter::views::two_decimals(balance),
-                crate::promoter::views::two_decimals(promoter.min_withdrawal_balance)
+                balance, promoter.min_withdrawal_balance
             ),
         ));
     }

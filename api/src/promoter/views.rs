@@ -1,7 +1,9 @@
 //! The JSON of the promoter API (`docs/api/promoter-api.txt`): camelCase, money as numbers except the
 //! minimum withdrawal balance and a referral's rate, which the seed shows as strings.
 
-use rust_decimal::Decimal;
+use reftrack_domain::{
+    CommissionStatus, InvitationMethod, Money, PaymentMethod, Rate, ReferralStatus,
+};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -15,29 +17,21 @@ pub struct PromoterView {
     pub referral_link: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_payout_method: Option<PayoutMethodView>,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub current_balance: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub total_earned: Decimal,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub total_paid: Decimal,
+    pub current_balance: Money,
+    pub total_earned: Money,
+    pub total_paid: Money,
     pub created: String,
     pub updated: String,
     pub link_clicked: i64,
     /// Two decimals, as a string: `"20.00"`.
     pub min_withdrawal_balance: String,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub commission_rate: Decimal,
+    pub commission_rate: Rate,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PayoutMethodView {
-    pub method: String,
+    pub method: PaymentMethod,
     pub payment_address: String,
 }
 
@@ -45,9 +39,7 @@ pub struct PayoutMethodView {
 pub struct DayEarnings {
     /// Mon, Tue, ... Sun.
     pub day: String,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub value: Decimal,
+    pub value: Money,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -62,34 +54,22 @@ pub struct ReferralPage {
 pub struct ReferralView {
     pub user_id: i64,
     pub email: Option<String>,
-    /// signup or converted.
-    pub status: String,
-    /// link, email or coupon.
-    pub invitation_method: String,
+    pub status: ReferralStatus,
+    pub invitation_method: InvitationMethod,
     /// Two decimals, as a string: `"15.00"`.
     pub commission_rate: String,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub commission_amount: Decimal,
-    /// null, earned or reversed.
-    pub commission_status: Option<String>,
+    pub commission_amount: Money,
+    pub commission_status: Option<CommissionStatus>,
 }
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PayoutView {
     pub id: i64,
     pub created: String,
-    #[serde(with = "rust_decimal::serde::float")]
-    #[schema(value_type = f64)]
-    pub amount: Decimal,
+    pub amount: Money,
 }
 
 /// Timestamps as the promoter API document shows them: RFC 3339 in UTC, with microseconds when present.
 pub fn rfc3339_auto(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-}
-
-/// `"20.00"`.
-pub fn two_decimals(d: Decimal) -> String {
-    format!("{:.2}", d.round_dp(2))
 }

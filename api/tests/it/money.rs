@@ -304,7 +304,8 @@ async fn recent_earnings_are_seven_days_zero_filled_ending_today() {
         .enumerate()
         .map(|(i, v)| {
             let day = today - chrono::Days::new(6 - i as u64);
-            json!({"day": day.weekday().to_string(), "value": f64::from(*v)})
+            // Money prints as the promoter API document shows it: 50, 0.
+            json!({"day": day.weekday().to_string(), "value": v})
         })
         .collect();
     assert_eq!(days, Value::Array(expected));

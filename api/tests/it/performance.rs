@@ -78,7 +78,7 @@ async fn performance_and_trends_match_hand_computed_values() {
             "period": {"start_date": "2024-03-08", "end_date": "2024-03-14"},
             // 8 purchases of 100.00 at 15.25 commission each; 8 per 100 unique clicks.
             "metrics": {"total_clicks": 115, "unique_clicks": 100, "conversions": 8, "conversion_rate": 8.0,
-                        "total_sales": 800.0, "total_commissions": 122.0, "average_order_value": 100.0},
+                        "total_sales": 800, "total_commissions": 122, "average_order_value": 100},
             // 115 vs 100 clicks; 8 vs 10 purchases; 122.00 vs 100.00 commission.
             "trending": {"clicks_trend": "+15%", "conversion_trend": "-20%", "commission_trend": "+22%"}
         }})

@@ -73,7 +73,7 @@ async fn a_conversion_is_acknowledged_only_once_it_is_on_the_topic() {
     assert_eq!(event.email.as_deref(), Some("buyer@example.com"));
     assert_eq!(event.referral_code, "ABC123");
     assert_eq!(event.click_id, Some(click));
-    assert_eq!(event.amount.unwrap().to_string(), "49.9");
+    assert_eq!(event.amount.unwrap().to_string(), "49.90");
     assert_eq!(event.currency.as_deref(), Some("USD"));
     assert_eq!(event.method, reftrack_events::InvitationMethod::Coupon);
     assert_eq!(event.occurred_at.to_rfc3339(), "2024-09-08T09:00:00+00:00");
