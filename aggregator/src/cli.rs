@@ -59,7 +59,7 @@ pub enum ParkedCommand {
 }
 
 pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
-    let pool = reftrack_store::postgres::connect(&config.postgres).await?;
+    let pool = config.postgres.connect().await?;
     reftrack_store::postgres::migrate(&pool).await?;
     let Command::Parked(command) = command;
     match command {

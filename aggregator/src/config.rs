@@ -2,9 +2,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use reftrack_common::config::{
-    ClickHouseConfig, CommonConfig, ConfigError, KafkaConfig, PostgresConfig, RedisConfig, Validate,
-};
+use reftrack_common::config::{CommonConfig, ConfigError, Validate};
 
 /// How the partitions of each topic are shared among aggregator instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,16 +28,16 @@ pub struct Config {
     pub common: CommonConfig,
 
     #[command(flatten)]
-    pub postgres: PostgresConfig,
+    pub postgres: reftrack_store::postgres::PostgresConfig,
 
     #[command(flatten)]
-    pub clickhouse: ClickHouseConfig,
+    pub clickhouse: reftrack_store::clickhouse::ClickHouseConfig,
 
     #[command(flatten)]
-    pub kafka: KafkaConfig,
+    pub kafka: reftrack_events::kafka::KafkaConfig,
 
     #[command(flatten)]
-    pub redis: RedisConfig,
+    pub redis: reftrack_store::redis::RedisConfig,
 
     /// Address to serve health and metrics on.
     #[arg(

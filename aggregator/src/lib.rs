@@ -22,6 +22,7 @@ use std::future::Future;
 use anyhow::Context;
 use axum::Router;
 use reftrack_common::http::{Readiness, ops_router, serve};
+use reftrack_common::service::{Service, bind};
 use reftrack_common::telemetry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,11 +54,11 @@ impl App {
             &[&kafka.clicks_topic, &kafka.conversions_topic],
         )
         .await?;
-        let pool = reftrack_store::postgres::connect(&config.postgres).await?;
+        let pool = config.postgres.connect().await?;
         reftrack_store::postgres::migrate(&pool).await?;
         reftrack_store::clickhouse::ensure_schema(&config.clickhouse).await?;
-        let clickhouse = reftrack_store::clickhouse::client(&config.clickhouse);
-        let redis = reftrack_store::redis::connect(&config.redis).await?;
+        let clickhouse = config.clickhouse.client();
+        let redis = config.redis.connect().await?;
         let broker = reftrack_events::kafka::BrokerProbe::new(&kafka.brokers)?;
 
         let clicks = ClickSink {
@@ -81,22 +82,10 @@ impl App {
         };
 
         let readiness = Readiness::new()
-            .with("postgres", move || {
-                let pool = pool.clone();
-                async move { reftrack_store::postgres::ping(&pool).await }
-            })
-            .with("clickhouse", move || {
-                let clickhouse = clickhouse.clone();
-                async move { reftrack_store::clickhouse::ping(&clickhouse).await }
-            })
-            .with("redis", move || {
-                let redis = redis.clone();
-                async move { reftrack_store::redis::ping(&redis).await }
-            })
-            .with("kafka", move || {
-                let broker = broker.clone();
-                async move { broker.check().await }
-            });
+            .with("postgres", reftrack_store::postgres::probe(&pool))
+            .with("clickhouse", reftrack_store::clickhouse::probe(&clickhouse))
+            .with("redis", reftrack_store::redis::probe(&redis))
+            .with("kafka", broker.probe());
         let router =
             ops_router(readiness, metrics).layer(axum::middleware::from_fn(telemetry::track_http));
         Ok(Self {
@@ -171,14 +160,23 @@ impl App {
     }
 }
 
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let app = App::build(&config).await?;
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("bind AGGREGATOR_ADDR {}", config.addr))?;
-    tracing::info!(addr = %config.addr, "aggregator listening");
-    app.serve(listener, shutdown).await
+impl Service for Config {
+    const NAME: &'static str = "aggregator";
+
+    fn log_format(&self) -> telemetry::LogFormat {
+        self.common.log_format
+    }
+
+    /// Runs a command (`parked ...`), or both pipelines until `shutdown`.
+    async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        if let Some(command) = self.command.take() {
+            return cli::run(command, &self).await;
+        }
+        let app = App::build(&self).await?;
+        app.serve(bind(self.addr, "AGGREGATOR_ADDR").await?, shutdown)
+            .await
+    }
 }

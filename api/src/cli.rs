@@ -56,7 +56,7 @@ pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
             );
         }
         Command::Keys(keys) => {
-            let pool = reftrack_store::postgres::connect(&config.postgres).await?;
+            let pool = config.postgres.connect().await?;
             reftrack_store::postgres::migrate(&pool).await?;
             match keys {
                 KeysCommand::Create { email, scopes } => {

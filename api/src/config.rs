@@ -3,8 +3,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use reftrack_common::config::{
-    ClickHouseConfig, CommonConfig, ConfigError, PostgresConfig, RedisConfig, Validate,
-    parse_http_url, parse_secret, require_secret,
+    CommonConfig, ConfigError, Validate, parse_http_url, parse_secret, require_secret,
 };
 use reftrack_domain::{Money, Rate};
 use secrecy::SecretString;
@@ -21,13 +20,13 @@ pub struct Config {
     pub common: CommonConfig,
 
     #[command(flatten)]
-    pub postgres: PostgresConfig,
+    pub postgres: reftrack_store::postgres::PostgresConfig,
 
     #[command(flatten)]
-    pub clickhouse: ClickHouseConfig,
+    pub clickhouse: reftrack_store::clickhouse::ClickHouseConfig,
 
     #[command(flatten)]
-    pub redis: RedisConfig,
+    pub redis: reftrack_store::redis::RedisConfig,
 
     /// Address to serve the APIs, health and metrics on.
     #[arg(long = "addr", env = "API_ADDR", default_value = "127.0.0.1:8000")]

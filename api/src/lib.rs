@@ -23,6 +23,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use reftrack_common::http::{Readiness, ops_router, serve};
+use reftrack_common::service::{Service, bind};
 use reftrack_common::telemetry;
 use tokio::net::TcpListener;
 
@@ -41,11 +42,11 @@ impl App {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics();
         crate::metrics::register();
-        let pool = reftrack_store::postgres::connect(&config.postgres).await?;
+        let pool = config.postgres.connect().await?;
         reftrack_store::postgres::migrate(&pool).await?;
         reftrack_store::clickhouse::ensure_schema(&config.clickhouse).await?;
-        let clickhouse = reftrack_store::clickhouse::client(&config.clickhouse);
-        let redis = reftrack_store::redis::connect(&config.redis).await?;
+        let clickhouse = config.clickhouse.client();
+        let redis = config.redis.connect().await?;
         let state = AppState::new(Inner {
             pool: pool.clone(),
             clickhouse: clickhouse.clone(),
@@ -63,18 +64,9 @@ impl App {
             settings: config.promoters.clone(),
         });
         let readiness = Readiness::new()
-            .with("postgres", move || {
-                let pool = pool.clone();
-                async move { reftrack_store::postgres::ping(&pool).await }
-            })
-            .with("clickhouse", move || {
-                let clickhouse = clickhouse.clone();
-                async move { reftrack_store::clickhouse::ping(&clickhouse).await }
-            })
-            .with("redis", move || {
-                let redis = redis.clone();
-                async move { reftrack_store::redis::ping(&redis).await }
-            });
+            .with("postgres", reftrack_store::postgres::probe(&pool))
+            .with("clickhouse", reftrack_store::clickhouse::probe(&clickhouse))
+            .with("redis", reftrack_store::redis::probe(&redis));
         let (routes, document) = openapi::routes().split_for_parts();
         let document = std::sync::Arc::new(document);
         let router = routes
@@ -82,7 +74,8 @@ impl App {
                 "/openapi.json",
                 get(move || std::future::ready(axum::Json(document.clone()))),
             )
-            .with_state(state)
+            .with_state(state);
+        let router = reftrack_common::http::traced(router)
             .merge(ops_router(readiness, metrics))
             .layer(axum::middleware::from_fn(telemetry::track_http));
         Ok(Self { router })
@@ -99,18 +92,24 @@ impl App {
     }
 }
 
-/// Runs a command, or builds the app, binds the configured address and serves until `shutdown`.
-pub async fn run(
-    mut config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    if let Some(command) = config.command.take() {
-        return cli::run(command, &config).await;
+impl Service for Config {
+    const NAME: &'static str = "api";
+
+    fn log_format(&self) -> telemetry::LogFormat {
+        self.common.log_format
     }
-    let app = App::build(&config).await?;
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("bind API_ADDR {}", config.addr))?;
-    tracing::info!(addr = %config.addr, "api listening");
-    app.serve(listener, shutdown).await
+
+    /// Runs a command, or builds the app, binds the configured address and serves until
+    /// `shutdown`.
+    async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        if let Some(command) = self.command.take() {
+            return cli::run(command, &self).await;
+        }
+        let app = App::build(&self).await?;
+        app.serve(bind(self.addr, "API_ADDR").await?, shutdown)
+            .await
+    }
 }

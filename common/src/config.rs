@@ -209,150 +209,6 @@ pub struct CommonConfig {
     pub log_format: crate::telemetry::LogFormat,
 }
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct PostgresConfig {
-    /// Postgres connection URL.
-    #[arg(
-        id = "database_url",
-        long = "database-url",
-        env = "DATABASE_URL",
-        default_value = "postgres://reftrack:reftrack@127.0.0.1:5432/reftrack"
-    )]
-    pub url: SecretUrl,
-
-    /// Postgres schema to use instead of `public` (tests give each run its own).
-    #[arg(
-        id = "database_schema",
-        long = "database-schema",
-        env = "DATABASE_SCHEMA"
-    )]
-    pub schema: Option<String>,
-
-    /// Largest number of pooled Postgres connections.
-    #[arg(
-        id = "database_max_connections",
-        long = "database-max-connections",
-        env = "DATABASE_MAX_CONNECTIONS",
-        default_value_t = 10
-    )]
-    pub max_connections: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ClickHouseCompression {
-    None,
-    Lz4,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct ClickHouseConfig {
-    /// ClickHouse HTTP endpoint.
-    #[arg(id = "clickhouse_url", long = "clickhouse-url", env = "CLICKHOUSE_URL", default_value = "http://127.0.0.1:8123", value_parser = parse_http_url)]
-    pub url: Url,
-
-    /// ClickHouse database holding reftrack's tables.
-    #[arg(
-        id = "clickhouse_database",
-        long = "clickhouse-database",
-        env = "CLICKHOUSE_DATABASE",
-        default_value = "reftrack"
-    )]
-    pub database: String,
-
-    /// ClickHouse user.
-    #[arg(
-        id = "clickhouse_user",
-        long = "clickhouse-user",
-        env = "CLICKHOUSE_USER",
-        default_value = "default"
-    )]
-    pub user: String,
-
-    /// ClickHouse password (empty for the local stack).
-    #[arg(id = "clickhouse_password", long = "clickhouse-password", env = "CLICKHOUSE_PASSWORD", value_parser = parse_secret)]
-    pub password: Option<SecretString>,
-
-    /// HTTP body compression: none (Debian's 18.16 rejects the crate's LZ4) or lz4.
-    #[arg(
-        id = "clickhouse_compression",
-        long = "clickhouse-compression",
-        env = "CLICKHOUSE_COMPRESSION",
-        value_enum,
-        default_value = "none"
-    )]
-    pub compression: ClickHouseCompression,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct KafkaConfig {
-    /// Kafka bootstrap servers, comma separated.
-    #[arg(
-        id = "kafka_brokers",
-        long = "kafka-brokers",
-        env = "KAFKA_BROKERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    pub brokers: String,
-
-    /// Topic for referral-link clicks.
-    #[arg(
-        id = "kafka_clicks_topic",
-        long = "kafka-clicks-topic",
-        env = "KAFKA_CLICKS_TOPIC",
-        default_value = "clicks"
-    )]
-    pub clicks_topic: String,
-
-    /// Topic for signups, purchases and refunds.
-    #[arg(
-        id = "kafka_conversions_topic",
-        long = "kafka-conversions-topic",
-        env = "KAFKA_CONVERSIONS_TOPIC",
-        default_value = "conversions"
-    )]
-    pub conversions_topic: String,
-
-    /// Partitions of each topic when reftrack creates it.
-    #[arg(id = "kafka_topic_partitions", long = "kafka-topic-partitions", env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
-    pub partitions: i32,
-
-    /// Producer batch compression: none, lz4, zstd, snappy or gzip.
-    #[arg(id = "kafka_compression", long = "kafka-compression", env = "KAFKA_COMPRESSION", default_value = "lz4", value_parser = ["none", "lz4", "zstd", "snappy", "gzip"])]
-    pub compression: String,
-
-    /// Replication factor of each topic when reftrack creates it.
-    #[arg(id = "kafka_replication_factor", long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
-    pub replication_factor: i32,
-
-    /// Idempotent producers (no duplicates or reordering from retries). The local stack
-    /// turns it off: tansu 0.6's durable (sqlite) storage panics on an idempotent
-    /// producer's writes after its own restart; the aggregator drops the copies retries
-    /// may then write.
-    #[arg(id = "kafka_idempotence", long = "kafka-idempotence", env = "KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub idempotence: bool,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct RedisConfig {
-    /// Redis URL.
-    #[arg(
-        id = "redis_url",
-        long = "redis-url",
-        env = "REDIS_URL",
-        default_value = "redis://127.0.0.1:6379/0"
-    )]
-    pub url: SecretUrl,
-
-    /// Prefix of every key reftrack writes, so several deployments (or tests) share a server.
-    #[arg(
-        id = "redis_key_prefix",
-        long = "redis-key-prefix",
-        env = "REDIS_KEY_PREFIX",
-        default_value = "rt:"
-    )]
-    pub key_prefix: String,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,8 +217,12 @@ mod tests {
     struct Sample {
         #[command(flatten)]
         common: CommonConfig,
-        #[command(flatten)]
-        postgres: PostgresConfig,
+        #[arg(
+            id = "database_url",
+            long = "database-url",
+            env = "DATABASE_URL_FOR_TEST"
+        )]
+        database_url: Option<SecretUrl>,
         #[arg(id = "secret", long = "secret", env = "SAMPLE_SECRET_FOR_TEST", value_parser = parse_secret)]
         secret: Option<SecretString>,
     }
@@ -384,7 +244,7 @@ mod tests {
         let err = load_from::<Sample, _, _>(["x", "--database-url", "not a url"]).unwrap_err();
         let line = err.to_string();
         assert!(
-            line.starts_with("bad configuration: DATABASE_URL: invalid value 'not a url'"),
+            line.starts_with("bad configuration: DATABASE_URL_FOR_TEST: invalid value 'not a url'"),
             "{line}"
         );
         assert_eq!(line.lines().count(), 1);

@@ -6,5 +6,6 @@ pub mod config;
 pub mod envelope;
 pub mod http;
 pub mod input;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -8,7 +8,55 @@ use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use reftrack_common::config::KafkaConfig;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaConfig {
+    /// Kafka bootstrap servers, comma separated.
+    #[arg(
+        id = "kafka_brokers",
+        long = "kafka-brokers",
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+
+    /// Topic for referral-link clicks.
+    #[arg(
+        id = "kafka_clicks_topic",
+        long = "kafka-clicks-topic",
+        env = "KAFKA_CLICKS_TOPIC",
+        default_value = "clicks"
+    )]
+    pub clicks_topic: String,
+
+    /// Topic for signups, purchases and refunds.
+    #[arg(
+        id = "kafka_conversions_topic",
+        long = "kafka-conversions-topic",
+        env = "KAFKA_CONVERSIONS_TOPIC",
+        default_value = "conversions"
+    )]
+    pub conversions_topic: String,
+
+    /// Partitions of each topic when reftrack creates it.
+    #[arg(id = "kafka_topic_partitions", long = "kafka-topic-partitions", env = "KAFKA_TOPIC_PARTITIONS", default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..=1024))]
+    pub partitions: i32,
+
+    /// Producer batch compression: none, lz4, zstd, snappy or gzip.
+    #[arg(id = "kafka_compression", long = "kafka-compression", env = "KAFKA_COMPRESSION", default_value = "lz4", value_parser = ["none", "lz4", "zstd", "snappy", "gzip"])]
+    pub compression: String,
+
+    /// Replication factor of each topic when reftrack creates it.
+    #[arg(id = "kafka_replication_factor", long = "kafka-replication-factor", env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+    pub replication_factor: i32,
+
+    /// Idempotent producers (no duplicates or reordering from retries). The local stack
+    /// turns it off: tansu 0.6's durable (sqlite) storage panics on an idempotent
+    /// producer's writes after its own restart; the aggregator drops the copies retries
+    /// may then write.
+    #[arg(id = "kafka_idempotence", long = "kafka-idempotence", env = "KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub idempotence: bool,
+}
 
 /// Settings every client shares.
 pub fn client_config(brokers: &str) -> ClientConfig {
@@ -131,6 +179,18 @@ impl BrokerProbe {
         Ok(Self {
             admin: std::sync::Arc::new(admin),
         })
+    }
+
+    /// The readiness probe: [`BrokerProbe::check`].
+    pub fn probe(
+        &self,
+    ) -> impl Fn() -> futures::future::BoxFuture<'static, Result<(), String>> + Send + Sync + 'static
+    {
+        let probe = self.clone();
+        move || {
+            let probe = probe.clone();
+            Box::pin(async move { probe.check().await })
+        }
     }
 
     /// Whether the broker answers a metadata request within a second.

@@ -2,10 +2,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use axum::http::HeaderName;
 use clap::Parser;
 use reftrack_common::config::{
-    CommonConfig, ConfigError, KafkaConfig, PostgresConfig, Validate, parse_http_url, parse_secret,
-    require_secret,
+    CommonConfig, ConfigError, Validate, parse_http_url, parse_secret, require_secret,
 };
 use secrecy::SecretString;
 use url::Url;
@@ -30,10 +30,10 @@ pub struct Config {
     pub common: CommonConfig,
 
     #[command(flatten)]
-    pub postgres: PostgresConfig,
+    pub postgres: reftrack_store::postgres::PostgresConfig,
 
     #[command(flatten)]
-    pub kafka: KafkaConfig,
+    pub kafka: reftrack_events::kafka::KafkaConfig,
 
     /// Address to serve redirects, conversions, health and metrics on.
     #[arg(long = "addr", env = "INGEST_ADDR", default_value = "127.0.0.1:8080")]
@@ -82,16 +82,17 @@ pub struct Config {
     pub cookie_secure: bool,
 
     /// Header set by a trusted proxy with the client IP (first address used); unset: the peer address.
-    #[arg(long = "client-ip-header", env = "CLIENT_IP_HEADER")]
-    pub client_ip_header: Option<String>,
+    #[arg(long = "client-ip-header", env = "CLIENT_IP_HEADER", value_parser = parse_header_name)]
+    pub client_ip_header: Option<HeaderName>,
 
     /// Header set by a trusted proxy with the visitor's ISO country code.
     #[arg(
         long = "country-header",
         env = "COUNTRY_HEADER",
-        default_value = "cf-ipcountry"
+        default_value = "cf-ipcountry",
+        value_parser = parse_header_name
     )]
-    pub country_header: String,
+    pub country_header: HeaderName,
 
     /// Seconds between full reloads of the referral codes and API keys (changes also arrive at once by NOTIFY).
     #[arg(long = "directory-refresh-secs", env = "DIRECTORY_REFRESH_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -202,4 +203,9 @@ impl Validate for Config {
         }
         Ok(())
     }
+}
+
+/// A header name, lower-cased (clap value parser).
+fn parse_header_name(s: &str) -> Result<HeaderName, String> {
+    HeaderName::try_from(s.trim().to_ascii_lowercase()).map_err(|_| "not a header name".to_string())
 }

@@ -24,12 +24,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::http::HeaderName;
 use axum::routing::{get, post};
-use reftrack_common::config::{KafkaConfig, Profile};
+use reftrack_common::config::Profile;
 use reftrack_common::http::{Readiness, ops_router, serve};
+use reftrack_common::service::{Service, bind};
 use reftrack_common::telemetry;
 use reftrack_events::kafka::BrokerProbe;
+use reftrack_events::kafka::KafkaConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -66,8 +67,7 @@ impl App {
             &[&config.kafka.clicks_topic, &config.kafka.conversions_topic],
         )
         .await?;
-        let pool = reftrack_store::postgres::connect(&config.postgres).await?;
-        reftrack_store::postgres::migrate(&pool).await?;
+        let pool = config.postgres.connect_and_migrate().await?;
         let (directory, refresher) = Directory::load(pool.clone()).await?;
 
         let spill = Spill::open(
@@ -103,9 +103,8 @@ impl App {
             visitors: verdict::VisitorHasher::new(config.visitor_hash_secret()),
             bots: verdict::BotDetector::new(),
             producer: clicks.clone(),
-            client_ip_header: header_name("CLIENT_IP_HEADER", config.client_ip_header.as_deref())?,
-            country_header: header_name("COUNTRY_HEADER", Some(&config.country_header))?
-                .expect("a default is set"),
+            client_ip_header: config.client_ip_header.clone(),
+            country_header: config.country_header.clone(),
         });
         let conversion_state = ConversionState {
             directory: directory.clone(),
@@ -118,33 +117,27 @@ impl App {
         // Redirects keep working while Kafka or Postgres are away, so neither takes
         // ingest out of rotation; /readyz reports them as degraded.
         let readiness = Readiness::new()
-            .with_optional("postgres", move || {
-                let pool = pool.clone();
-                async move { reftrack_store::postgres::ping(&pool).await }
-            })
-            .with_optional("kafka", {
-                let probe = probe.clone();
-                move || {
-                    let probe = probe.clone();
-                    async move { probe.check().await }
-                }
-            });
+            .with_optional("postgres", reftrack_store::postgres::probe(&pool))
+            .with_optional("kafka", probe.probe());
         if config.common.profile == Profile::Production && !config.cookie_secure {
             tracing::warn!(
                 "COOKIE_SECURE=false in production: the attribution cookie travels over plain HTTP"
             );
         }
 
+        // The click path stays bare for speed: no request id, no span, no access log
+        // (one metric, recorded without allocating). Conversions, rare and carrying
+        // money, get all three.
         let router = Router::new()
             .route("/", get(click::by_query))
             .route("/r/{code}", get(click::by_path))
             .with_state(click_state)
-            .merge(
+            .merge(reftrack_common::http::traced(
                 Router::new()
                     .route("/v1/conversions", post(conversions::accept_one))
                     .route("/v1/conversions/batch", post(conversions::accept_batch))
                     .with_state(conversion_state),
-            )
+            ))
             .merge(ops_router(readiness, metrics))
             .layer(axum::middleware::from_fn(telemetry::track_http));
         Ok(Self {
@@ -297,24 +290,17 @@ impl Recovery {
     }
 }
 
-fn header_name(var: &str, value: Option<&str>) -> anyhow::Result<Option<HeaderName>> {
-    value
-        .map(|v| {
-            HeaderName::try_from(v.to_ascii_lowercase())
-                .with_context(|| format!("{var} is not a header name: {v}"))
-        })
-        .transpose()
-}
+impl Service for Config {
+    const NAME: &'static str = "ingest";
 
-/// Builds the app, binds the configured address and serves until `shutdown`.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let app = App::build(&config).await?;
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("bind INGEST_ADDR {}", config.addr))?;
-    tracing::info!(addr = %config.addr, "ingest listening");
-    app.serve(listener, shutdown).await
+    fn log_format(&self) -> telemetry::LogFormat {
+        self.common.log_format
+    }
+
+    /// Builds the app, binds the configured address and serves until `shutdown`.
+    async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let app = App::build(&self).await?;
+        app.serve(bind(self.addr, "INGEST_ADDR").await?, shutdown)
+            .await
+    }
 }

@@ -20,7 +20,7 @@ use rdkafka::producer::{
 };
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext};
-use reftrack_common::config::KafkaConfig;
+use reftrack_events::kafka::KafkaConfig;
 
 use crate::metrics as m;
 use crate::spill::{self, Spill};

@@ -11,8 +11,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use reftrack_events::{ClickEvent, ClickMethod, ClickVerdict};
 use serde::Serialize;
 
-use crate::procs::{Process, cpu_time, free_addr, http_get, pid_listening_on, sibling_binary};
 use crate::stack::Stack;
+use reftrack_testkit::procs::{
+    Launch, cpu_time, free_addr, http_get, pid_listening_on, sibling_binary,
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -75,14 +77,9 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
     .into_iter()
     .chain(stack.env())
     .collect();
-    let aggregator = Process::start(
-        "aggregator",
-        &sibling_binary("aggregator")?,
-        &[],
-        &env,
-        addr,
-        "/readyz",
-    )?;
+    let aggregator = Launch::new("aggregator", &sibling_binary("aggregator")?, addr)
+        .env(env)
+        .start()?;
     eprintln!("draining with the aggregator");
     let processes = cpu_processes(aggregator.pid());
     let before: Vec<Duration> = processes
@@ -266,7 +263,7 @@ async fn applied(stack: &Stack, ends: &[i64]) -> anyhow::Result<i64> {
     .bind(topic)
     .fetch_all(&stack.pool)
     .await?;
-    let ch: Vec<(u16, u64)> = reftrack_store::clickhouse::client(&stack.args.clickhouse)
+    let ch: Vec<(u16, u64)> = stack.args.clickhouse.client()
         .query("SELECT kafka_partition, maxMerge(next_offset) FROM sink_offsets WHERE topic = ? GROUP BY kafka_partition")
         .bind(topic.as_str())
         .fetch_all()
@@ -289,7 +286,7 @@ async fn plain_insert(args: &Args, stack: &Stack, generated: &Generated) -> anyh
     let mut config = stack.args.clickhouse.clone();
     config.database = format!("{}_plain", config.database);
     reftrack_store::clickhouse::ensure_schema(&config).await?;
-    let client = reftrack_store::clickhouse::client(&config);
+    let client = config.client();
     let events: Vec<ClickEvent<'_>> = generated
         .messages
         .iter()

@@ -8,9 +8,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::load::{self, Limit, Load, Outcome, Shot};
-use crate::procs::{Process, cpu_time, free_addr, http_get, pid_listening_on, sibling_binary};
 use crate::stack::Stack;
 use reftrack_testkit::metric;
+use reftrack_testkit::procs::{
+    Launch, Process, cpu_time, free_addr, http_get, pid_listening_on, sibling_binary,
+};
 
 pub const LANDING: &str = "https://product.example/welcome";
 pub const BENCH_CODE: &str = "BENCH";
@@ -68,33 +70,26 @@ fn shot() -> load::ShotFn {
 pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
     stack.seed_affiliate(BENCH_CODE).await?;
     let bare_addr = free_addr()?;
-    let bare = Process::start(
-        "bare-server",
-        &std::env::current_exe()?,
-        &["bare-server", "--addr", &bare_addr.to_string()],
-        &[],
-        bare_addr,
-        "/healthz",
-    )?;
+    let bare = Launch::new("bare-server", &std::env::current_exe()?, bare_addr)
+        .args(&["bare-server", "--addr", &bare_addr.to_string()])
+        .ready_path("/healthz")
+        .start()?;
     let ingest_addr = free_addr()?;
     let spill_dir =
         std::env::temp_dir().join(format!("reftrack-bench-spill-{}", uuid::Uuid::new_v4()));
-    let ingest = Process::start(
-        "ingest",
-        &sibling_binary("ingest")?,
-        &[],
-        &[
-            ("INGEST_ADDR", ingest_addr.to_string()),
-            ("LANDING_URL", LANDING.to_string()),
-            ("SPILL_DIR", spill_dir.display().to_string()),
-            ("RUST_LOG", "warn".to_string()),
-        ]
-        .into_iter()
-        .chain(stack.env())
-        .collect::<Vec<_>>(),
-        ingest_addr,
-        "/readyz",
-    )?;
+    let ingest = Launch::new("ingest", &sibling_binary("ingest")?, ingest_addr)
+        .env(
+            [
+                ("INGEST_ADDR", ingest_addr.to_string()),
+                ("LANDING_URL", LANDING.to_string()),
+                ("SPILL_DIR", spill_dir.display().to_string()),
+                ("RUST_LOG", "warn".to_string()),
+            ]
+            .into_iter()
+            .chain(stack.env())
+            .collect::<Vec<_>>(),
+        )
+        .start()?;
 
     let measure = |target, rate: Option<f64>, secs: u64| {
         Load::new(
@@ -278,7 +273,7 @@ impl RssSampler {
             let (stop, peak) = (stop.clone(), peak.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    peak.fetch_max(crate::procs::rss_of(pid), Ordering::Relaxed);
+                    peak.fetch_max(reftrack_testkit::procs::rss_of(pid), Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(100));
                 }
             })

@@ -8,7 +8,6 @@ mod bench_aggregator;
 mod bench_ingest;
 mod load;
 mod pipeline;
-mod procs;
 mod stack;
 
 use std::net::SocketAddr;

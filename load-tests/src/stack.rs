@@ -4,20 +4,12 @@
 //! names on top.
 
 use anyhow::Context;
-use reftrack_common::config::{ClickHouseConfig, KafkaConfig, PostgresConfig, RedisConfig};
+use reftrack_store::clickhouse::ClickHouseConfig;
+use reftrack_testkit::stores::Stores;
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct StackArgs {
-    #[command(flatten)]
-    pub postgres: PostgresConfig,
-    #[command(flatten)]
-    pub clickhouse: ClickHouseConfig,
-    #[command(flatten)]
-    pub kafka: KafkaConfig,
-    #[command(flatten)]
-    pub redis: RedisConfig,
-}
+/// The stores' settings a command starts from.
+pub type StackArgs = Stores;
 
 pub struct Stack {
     pub args: StackArgs,
@@ -28,24 +20,8 @@ pub struct Stack {
 impl Stack {
     /// Creates (or reuses) the names `name` for a run, with migrations applied.
     pub async fn prepare(args: &StackArgs, name: &str) -> anyhow::Result<Self> {
-        let mut args = args.clone();
-        let admin = reftrack_store::postgres::connect(&PostgresConfig {
-            schema: None,
-            max_connections: 1,
-            ..args.postgres.clone()
-        })
-        .await?;
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {name}"))
-            .execute(&admin)
-            .await
-            .context("create the benchmark schema")?;
-        args.postgres.schema = Some(name.to_string());
-        args.clickhouse.database = name.to_string();
-        args.kafka.clicks_topic = format!("{name}_clicks");
-        args.kafka.conversions_topic = format!("{name}_conversions");
-        args.redis.key_prefix = format!("{name}:");
-        let pool = reftrack_store::postgres::connect(&args.postgres).await?;
-        reftrack_store::postgres::migrate(&pool).await?;
+        let args = args.clone().within(name);
+        let pool = args.create_schema().await?;
         Ok(Self {
             args,
             pool,
@@ -55,16 +31,7 @@ impl Stack {
 
     /// What a service started for this run must read to use this run's names.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("DATABASE_SCHEMA", self.name.clone()),
-            ("CLICKHOUSE_DATABASE", self.args.clickhouse.database.clone()),
-            ("KAFKA_CLICKS_TOPIC", self.args.kafka.clicks_topic.clone()),
-            (
-                "KAFKA_CONVERSIONS_TOPIC",
-                self.args.kafka.conversions_topic.clone(),
-            ),
-            ("REDIS_KEY_PREFIX", self.args.redis.key_prefix.clone()),
-        ]
+        self.args.names_env()
     }
 
     /// An approved affiliate with `code` (kept if it exists); returns its id.
@@ -93,10 +60,11 @@ impl Stack {
             .execute(&self.pool)
             .await
             .context("drop the benchmark schema")?;
-        let ch = reftrack_store::clickhouse::client(&ClickHouseConfig {
+        let ch = ClickHouseConfig {
             database: "default".into(),
             ..self.args.clickhouse.clone()
-        });
+        }
+        .client();
         for database in [self.name.clone(), format!("{}_plain", self.name)] {
             ch.query(&format!("DROP DATABASE IF EXISTS {database}"))
                 .execute()
@@ -107,7 +75,7 @@ impl Stack {
     }
 
     async fn unlink_redis_keys(&self) -> anyhow::Result<()> {
-        let mut redis = reftrack_store::redis::connect(&self.args.redis).await?;
+        let mut redis = self.args.redis.connect().await?;
         let pattern = format!("{}*", self.args.redis.key_prefix);
         let mut cursor: u64 = 0;
         loop {

@@ -254,3 +254,12 @@ fn tansu_binary() -> PathBuf {
         "tansu".into()
     }
 }
+
+/// The partition tests send a code's events to: all of one code's events in one
+/// partition, as ingest's keyed producer puts them.
+pub fn partition_of(code: &str, partitions: i32) -> i32 {
+    (code
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+        % partitions as u32) as i32
+}

@@ -8,9 +8,12 @@
 //! the local stack's defaults.
 
 pub mod checks;
+pub mod fixtures;
 pub mod kafka;
+pub mod procs;
 mod served;
 mod stack;
+pub mod stores;
 pub mod wait;
 
 pub use served::{Served, serve};

@@ -191,20 +191,13 @@ async fn setup(stack: &TestStack) -> World {
     world
 }
 
-fn partition_of(code: &str, partitions: i32) -> i32 {
-    (code
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-        % partitions as u32) as i32
-}
-
 /// Ten waves of clicks and conversions. Visitors stay within one partition's codes, so
 /// rate limits (per visitor, across codes) do not depend on how partitions interleave.
 fn generate(world: &World, seed: u64) -> Vec<Vec<Message>> {
     let mut rng = StdRng::seed_from_u64(seed);
     let by_partition: BTreeMap<i32, Vec<&String>> =
         world.codes.iter().fold(BTreeMap::new(), |mut m, c| {
-            m.entry(partition_of(c, world.partitions))
+            m.entry(reftrack_testkit::kafka::partition_of(c, world.partitions))
                 .or_default()
                 .push(c);
             m

@@ -38,15 +38,7 @@ pub async fn spawn(config: &aggregator::Config) -> Served {
 
 /// An approved affiliate with `code` and `rate` percent; returns its id.
 pub async fn affiliate(stack: &TestStack, code: &str, rate: &str) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO affiliates (referral_code, status, commission_rate, min_withdrawal_balance)
-         VALUES ($1, 'approved', $2::numeric, 20) RETURNING id",
-    )
-    .bind(code)
-    .bind(rate)
-    .fetch_one(&stack.pool)
-    .await
-    .unwrap()
+    reftrack_testkit::fixtures::affiliate(&stack.pool, code, rate).await
 }
 
 /// Produces test events and counts them per partition: the test knows every topic's end
@@ -65,7 +57,7 @@ impl Producer {
         Self::on(&stack.kafka)
     }
 
-    pub fn on(kafka: &reftrack_common::config::KafkaConfig) -> Self {
+    pub fn on(kafka: &reftrack_events::kafka::KafkaConfig) -> Self {
         Self {
             producer: reftrack_events::kafka::producer_config(kafka)
                 .create()
@@ -81,10 +73,7 @@ impl Producer {
 
     /// The partition a code's events go to (all of one code's events in one partition).
     pub fn partition_of(&self, code: &str) -> i32 {
-        (code
-            .bytes()
-            .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
-            % self.stack_partitions as u32) as i32
+        reftrack_testkit::kafka::partition_of(code, self.stack_partitions)
     }
 
     pub async fn send(&self, topic: &str, key: &str, payload: &[u8]) {

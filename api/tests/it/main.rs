@@ -82,6 +82,119 @@ impl Client {
     }
 }
 
+/// One method per endpoint, named as the API documents name them, so that a test reads
+/// as what it does. `call` stays for tables of routes (the auth matrix, field checks).
+impl Client {
+    pub async fn promoter(&self, token: &str) -> (u16, Value) {
+        self.call("GET", "/referrals/promoter", Some(token), None)
+            .await
+    }
+
+    pub async fn set_payout_method(&self, token: &str, body: Value) -> (u16, Value) {
+        self.call(
+            "PATCH",
+            "/referrals/set-payout-method/",
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn set_min_withdrawal_balance(&self, token: &str, body: Value) -> (u16, Value) {
+        self.call(
+            "PATCH",
+            "/referrals/set-min-withdrawal-balance/",
+            Some(token),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn recent_earnings(&self, token: &str) -> (u16, Value) {
+        self.call(
+            "GET",
+            "/referrals/promoter-recent-earnings",
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn referrals(&self, token: &str) -> (u16, Value) {
+        self.call("GET", "/referrals/", Some(token), None).await
+    }
+
+    pub async fn promoter_payouts(&self, token: &str) -> (u16, Value) {
+        self.call("GET", "/referrals/payouts", Some(token), None)
+            .await
+    }
+
+    pub async fn withdraw(&self, token: &str) -> (u16, Value) {
+        self.call("POST", "/referrals/withdraw/", Some(token), None)
+            .await
+    }
+
+    /// `query`: the listing's query string, without `?` (may be empty).
+    pub async fn list_affiliates(&self, key: &str, query: &str) -> (u16, Value) {
+        let path = format!("/api/v1/affiliate/affiliates/?{query}");
+        self.call("GET", &path, Some(key), None).await
+    }
+
+    pub async fn create_affiliate(&self, key: &str, body: Value) -> (u16, Value) {
+        self.call(
+            "POST",
+            "/api/v1/affiliate/affiliates/",
+            Some(key),
+            Some(body),
+        )
+        .await
+    }
+
+    pub async fn affiliate(&self, key: &str, id: i64) -> (u16, Value) {
+        let path = format!("/api/v1/affiliate/affiliates/{id}/");
+        self.call("GET", &path, Some(key), None).await
+    }
+
+    pub async fn update_affiliate(&self, key: &str, id: i64, body: Value) -> (u16, Value) {
+        let path = format!("/api/v1/affiliate/affiliates/{id}/");
+        self.call("PUT", &path, Some(key), Some(body)).await
+    }
+
+    /// An action on an affiliate: `approve`, `reject`, `deactivate`.
+    pub async fn affiliate_action(
+        &self,
+        key: &str,
+        id: i64,
+        action: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let path = format!("/api/v1/affiliate/affiliates/{id}/{action}/");
+        self.call("POST", &path, Some(key), body).await
+    }
+
+    pub async fn delete_affiliate(&self, key: &str, id: i64) -> (u16, Value) {
+        let path = format!("/api/v1/affiliate/affiliates/{id}/");
+        self.call("DELETE", &path, Some(key), None).await
+    }
+
+    /// `query`: `date_from=...&date_to=...`, or empty.
+    pub async fn performance(&self, key: &str, id: i64, query: &str) -> (u16, Value) {
+        let path = format!("/api/v1/affiliate/affiliates/{id}/performance/?{query}");
+        self.call("GET", &path, Some(key), None).await
+    }
+
+    pub async fn list_payouts(&self, key: &str, query: &str) -> (u16, Value) {
+        let path = format!("/api/v1/affiliate/payouts/?{query}");
+        self.call("GET", &path, Some(key), None).await
+    }
+
+    /// An action on a payout: `mark-paid` or `cancel`.
+    pub async fn payout_action(&self, key: &str, id: &Value, action: &str) -> (u16, Value) {
+        let path = format!("/api/v1/affiliate/payouts/{id}/{action}/");
+        self.call("POST", &path, Some(key), None).await
+    }
+}
+
 /// Fails unless `actual` has exactly the field names, nesting and JSON types of `expected`.
 pub fn assert_shape(expected: &Value, actual: &Value) {
     shape_at("$", expected, actual);

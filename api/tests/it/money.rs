@@ -11,18 +11,9 @@ use crate::{Client, config, key, token};
 /// A promoter for `user`, with a payout method; returns its affiliate id.
 async fn promoter(client: &Client, user: i64) -> i64 {
     let me = token(user);
-    let (_, p) = client
-        .call("GET", "/referrals/promoter", Some(&me), None)
-        .await;
+    let (_, p) = client.promoter(&me).await;
     let body = json!({"method": "paypal", "payment_address": "me@example.com"});
-    client
-        .call(
-            "PATCH",
-            "/referrals/set-payout-method/",
-            Some(&me),
-            Some(body),
-        )
-        .await;
+    client.set_payout_method(&me, body).await;
     p["id"].as_i64().unwrap()
 }
 
@@ -91,7 +82,7 @@ async fn fifty_concurrent_withdrawals_of_the_whole_balance_make_one_payout() {
     let id = promoter(&client, 10).await;
     earn(&stack, id, "100.00", 1, "p-10").await;
     let me = token(10);
-    let calls = (0..50).map(|_| client.call("POST", "/referrals/withdraw/", Some(&me), None));
+    let calls = (0..50).map(|_| client.withdraw(&me));
     let answers = join_all(calls).await;
     let created: Vec<&Value> = answers
         .iter()
@@ -122,9 +113,7 @@ async fn fifty_concurrent_withdrawals_of_the_whole_balance_make_one_payout() {
     .await
     .unwrap();
     assert_eq!((payouts, pending.to_string()), (1, "100.00".to_string()));
-    let (_, promoter) = client
-        .call("GET", "/referrals/promoter", Some(&me), None)
-        .await;
+    let (_, promoter) = client.promoter(&me).await;
     assert_eq!(
         (
             promoter["currentBalance"].as_f64(),
@@ -187,34 +176,16 @@ async fn paying_a_payout_debits_the_ledger_and_cancelling_returns_the_balance() 
     let id = promoter(&client, 12).await;
     let me = token(12);
     earn(&stack, id, "40.00", 2, "p-12").await;
-    let (_, paid) = client
-        .call("POST", "/referrals/withdraw/", Some(&me), None)
-        .await;
+    let (_, paid) = client.withdraw(&me).await;
     earn(&stack, id, "30.00", 1, "p-12b").await;
-    let (_, cancelled) = client
-        .call("POST", "/referrals/withdraw/", Some(&me), None)
-        .await;
+    let (_, cancelled) = client.withdraw(&me).await;
 
-    let (status, listed) = client
-        .call(
-            "GET",
-            "/api/v1/affiliate/payouts/?status=pending",
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, listed) = client.list_payouts(&admin, "status=pending").await;
     assert_eq!(
         (status, listed["data"]["pagination"]["total_count"].as_i64()),
         (200, Some(2))
     );
-    let (status, answer) = client
-        .call(
-            "POST",
-            &format!("/api/v1/affiliate/payouts/{}/mark-paid/", paid["id"]),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let (status, answer) = client.payout_action(&admin, &paid["id"], "mark-paid").await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         (
@@ -224,30 +195,18 @@ async fn paying_a_payout_debits_the_ledger_and_cancelling_returns_the_balance() 
         (Some("paid"), Some("admin@rebusai.com"))
     );
     let (status, _) = client
-        .call(
-            "POST",
-            &format!("/api/v1/affiliate/payouts/{}/cancel/", cancelled["id"]),
-            Some(&admin),
-            None,
-        )
+        .payout_action(&admin, &cancelled["id"], "cancel")
         .await;
     assert_eq!(status, 200);
     let (status, answer) = client
-        .call(
-            "POST",
-            &format!("/api/v1/affiliate/payouts/{}/cancel/", cancelled["id"]),
-            Some(&admin),
-            None,
-        )
+        .payout_action(&admin, &cancelled["id"], "cancel")
         .await;
     assert_eq!(
         (status, answer["error"]["code"].as_str()),
         (409, Some("conflict"))
     );
 
-    let (_, promoter) = client
-        .call("GET", "/referrals/promoter", Some(&me), None)
-        .await;
+    let (_, promoter) = client.promoter(&me).await;
     assert_eq!(
         (
             promoter["totalPaid"].as_f64(),
@@ -264,9 +223,7 @@ async fn paying_a_payout_debits_the_ledger_and_cancelling_returns_the_balance() 
     .await
     .unwrap();
     assert_eq!(paid_entries.to_string(), "40.00");
-    let (_, payouts) = client
-        .call("GET", "/referrals/payouts", Some(&me), None)
-        .await;
+    let (_, payouts) = client.promoter_payouts(&me).await;
     assert_eq!(
         payouts.as_array().unwrap().len(),
         1,
@@ -289,14 +246,7 @@ async fn recent_earnings_are_seven_days_zero_filled_ending_today() {
     ] {
         earn(&stack, id, amount, days_ago, event).await;
     }
-    let (status, days) = client
-        .call(
-            "GET",
-            "/referrals/promoter-recent-earnings",
-            Some(&token(13)),
-            None,
-        )
-        .await;
+    let (status, days) = client.recent_earnings(&token(13)).await;
     assert_eq!(status, 200);
     let today = Utc::now().date_naive();
     let expected: Vec<Value> = [50, 0, 30, 70, 20, 0, 10]

@@ -52,12 +52,7 @@ async fn performance_and_trends_match_hand_computed_values() {
     let client = Client::new(&config).await;
     let admin = key(&stack, &[Scope::Admin]).await;
     let (_, created) = client
-        .call(
-            "POST",
-            "/api/v1/affiliate/affiliates/",
-            Some(&admin),
-            Some(json!({"name": "Perf", "email": "perf@example.com"})),
-        )
+        .create_affiliate(&admin, json!({"name": "Perf", "email": "perf@example.com"}))
         .await;
     let id = created["data"]["id"].as_i64().unwrap();
     // The week asked for, and the week before it (the comparison period).
@@ -66,10 +61,8 @@ async fn performance_and_trends_match_hand_computed_values() {
     // Outside both periods: ignored.
     activity(&stack, id, "2024-02-01", 999, 999, 99, 99_999).await;
 
-    let path = format!(
-        "/api/v1/affiliate/affiliates/{id}/performance/?date_from=2024-03-08&date_to=2024-03-14"
-    );
-    let (status, answer) = client.call("GET", &path, Some(&admin), None).await;
+    let week = "date_from=2024-03-08&date_to=2024-03-14";
+    let (status, answer) = client.performance(&admin, id, week).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(
         answer,
@@ -93,26 +86,20 @@ async fn stats_answers_are_cached_briefly() {
     let client = Client::new(&config).await;
     let admin = key(&stack, &[Scope::Admin]).await;
     let (_, created) = client
-        .call(
-            "POST",
-            "/api/v1/affiliate/affiliates/",
-            Some(&admin),
-            Some(json!({"name": "Cache", "email": "cache@example.com"})),
+        .create_affiliate(
+            &admin,
+            json!({"name": "Cache", "email": "cache@example.com"}),
         )
         .await;
     let id = created["data"]["id"].as_i64().unwrap();
-    let path = format!(
-        "/api/v1/affiliate/affiliates/{id}/performance/?date_from=2024-03-08&date_to=2024-03-14"
-    );
+    let week = "date_from=2024-03-08&date_to=2024-03-14";
     activity(&stack, id, "2024-03-10", 10, 10, 0, 0).await;
-    let (_, first) = client.call("GET", &path, Some(&admin), None).await;
+    let (_, first) = client.performance(&admin, id, week).await;
     activity(&stack, id, "2024-03-10", 10, 10, 0, 0).await;
-    let (_, second) = client.call("GET", &path, Some(&admin), None).await;
+    let (_, second) = client.performance(&admin, id, week).await;
     assert_eq!(first["data"]["metrics"]["total_clicks"], 10);
     assert_eq!(second, first, "served from the cache");
-    let other = format!(
-        "/api/v1/affiliate/affiliates/{id}/performance/?date_from=2024-03-09&date_to=2024-03-14"
-    );
-    let (_, fresh) = client.call("GET", &other, Some(&admin), None).await;
+    let other = "date_from=2024-03-09&date_to=2024-03-14";
+    let (_, fresh) = client.performance(&admin, id, other).await;
     assert_eq!(fresh["data"]["metrics"]["total_clicks"], 20);
 }

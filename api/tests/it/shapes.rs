@@ -14,9 +14,7 @@ async fn the_promoter_api_answers_exactly_as_seed_000() {
     let client = Client::new(&config(&stack)).await;
     let me = token(1);
 
-    let (status, promoter) = client
-        .call("GET", "/referrals/promoter", Some(&me), None)
-        .await;
+    let (status, promoter) = client.promoter(&me).await;
     assert_eq!(status, 200, "{promoter}");
     assert_shape(&parse(seeds::PROMOTER), &promoter);
     let id = promoter["id"].as_i64().unwrap();
@@ -37,11 +35,9 @@ async fn the_promoter_api_answers_exactly_as_seed_000() {
     );
 
     let (status, with_method) = client
-        .call(
-            "PATCH",
-            "/referrals/set-payout-method/",
-            Some(&me),
-            Some(json!({"method": "wise", "payment_address": "example@gmail.com"})),
+        .set_payout_method(
+            &me,
+            json!({"method": "wise", "payment_address": "example@gmail.com"}),
         )
         .await;
     assert_eq!(status, 200, "{with_method}");
@@ -51,14 +47,7 @@ async fn the_promoter_api_answers_exactly_as_seed_000() {
         json!({"method": "wise", "paymentAddress": "example@gmail.com"})
     );
 
-    let (status, earnings) = client
-        .call(
-            "GET",
-            "/referrals/promoter-recent-earnings",
-            Some(&me),
-            None,
-        )
-        .await;
+    let (status, earnings) = client.recent_earnings(&me).await;
     assert_eq!(status, 200);
     assert_shape(&parse(seeds::RECENT_EARNINGS), &earnings);
 
@@ -70,7 +59,7 @@ async fn the_promoter_api_answers_exactly_as_seed_000() {
     .execute(&stack.pool)
     .await
     .unwrap();
-    let (status, referrals) = client.call("GET", "/referrals/", Some(&me), None).await;
+    let (status, referrals) = client.referrals(&me).await;
     assert_eq!(status, 200);
     assert_shape(&parse(seeds::REFERRALS), &referrals);
     assert_eq!(
@@ -87,19 +76,12 @@ async fn the_promoter_api_answers_exactly_as_seed_000() {
             .await
             .unwrap();
     }
-    let (status, payouts) = client
-        .call("GET", "/referrals/payouts", Some(&me), None)
-        .await;
+    let (status, payouts) = client.promoter_payouts(&me).await;
     assert_eq!(status, 200);
     assert_shape(&parse(seeds::PAYOUTS), &payouts);
 
     let (status, updated) = client
-        .call(
-            "PATCH",
-            "/referrals/set-min-withdrawal-balance/",
-            Some(&me),
-            Some(json!({"min_withdrawal_balance": 50.00})),
-        )
+        .set_min_withdrawal_balance(&me, json!({"min_withdrawal_balance": 50.00}))
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_shape(&parse(seeds::PROMOTER_WITH_METHOD), &updated);
@@ -110,16 +92,10 @@ async fn the_promoter_api_answers_exactly_as_seed_000() {
 async fn the_admin_api_answers_exactly_as_seed_004() {
     let stack = TestStack::new().await.unwrap();
     let client = Client::new(&config(&stack)).await;
-    let admin = key(&stack, &[Scope::Admin]).await;
-    let admin = Some(admin.as_str());
+    let admin = &key(&stack, &[Scope::Admin]).await;
 
     let (status, created) = client
-        .call(
-            "POST",
-            "/api/v1/affiliate/affiliates/",
-            admin,
-            Some(parse(seeds::CREATE_REQUEST)),
-        )
+        .create_affiliate(admin, parse(seeds::CREATE_REQUEST))
         .await;
     assert_eq!(status, 201, "{created}");
     assert_shape(&parse(seeds::CREATE), &created);
@@ -138,25 +114,15 @@ async fn the_admin_api_answers_exactly_as_seed_004() {
     );
 
     let (status, approved) = client
-        .call(
-            "POST",
-            &format!("/api/v1/affiliate/affiliates/{id}/approve/"),
-            admin,
-            Some(json!({"tier": 2, "commission_rate": 12.0, "approval_note": "Approved based on excellent portfolio"})),
-        )
+        .affiliate_action(admin, id, "approve", Some(json!({"tier": 2, "commission_rate": 12.0, "approval_note": "Approved based on excellent portfolio"})))
         .await;
     assert_eq!(status, 200, "{approved}");
     assert_shape(&parse(seeds::APPROVE), &approved);
     assert_eq!(approved["data"]["approved_by"], "admin@rebusai.com");
 
     let (status, updated) = client
-        .call(
-            "PUT",
-            &format!("/api/v1/affiliate/affiliates/{id}/"),
-            admin,
-            Some(json!({"commission_rate": 15.0, "tier": 3, "phone": "+1-555-9999", "website": "https://newwebsite.com",
-                        "address": {"street": "789 New Ave", "city": "San Francisco", "zip": "94102"}})),
-        )
+        .update_affiliate(admin, id, json!({"commission_rate": 15.0, "tier": 3, "phone": "+1-555-9999", "website": "https://newwebsite.com",
+                        "address": {"street": "789 New Ave", "city": "San Francisco", "zip": "94102"}}))
         .await;
     assert_eq!(status, 200, "{updated}");
     assert_shape(&parse(seeds::UPDATE), &updated);
@@ -168,14 +134,7 @@ async fn the_admin_api_answers_exactly_as_seed_004() {
         (Some(3), Some("+1-555-9999"))
     );
 
-    let (status, detail) = client
-        .call(
-            "GET",
-            &format!("/api/v1/affiliate/affiliates/{id}/"),
-            admin,
-            None,
-        )
-        .await;
+    let (status, detail) = client.affiliate(admin, id).await;
     assert_eq!(status, 200, "{detail}");
     assert_shape(&parse(seeds::DETAIL), &detail);
     assert_eq!(
@@ -186,22 +145,13 @@ async fn the_admin_api_answers_exactly_as_seed_004() {
 
     // A second affiliate, so that a page of one has a next page, as in the seed.
     let (status, _) = client
-        .call(
-            "POST",
-            "/api/v1/affiliate/affiliates/",
+        .create_affiliate(
             admin,
-            Some(json!({"name": "John Smith", "email": "john@example.com"})),
+            json!({"name": "John Smith", "email": "john@example.com"}),
         )
         .await;
     assert_eq!(status, 201);
-    let (status, list) = client
-        .call(
-            "GET",
-            "/api/v1/affiliate/affiliates/?page=1&page_size=1",
-            admin,
-            None,
-        )
-        .await;
+    let (status, list) = client.list_affiliates(admin, "page=1&page_size=1").await;
     assert_eq!(status, 200, "{list}");
     assert_shape(&parse(seeds::LIST), &list);
     // The next page of the same listing: its page size is kept.
@@ -211,12 +161,7 @@ async fn the_admin_api_answers_exactly_as_seed_004() {
     );
 
     let (status, performance) = client
-        .call(
-            "GET",
-            &format!("/api/v1/affiliate/affiliates/{id}/performance/?date_from=2024-01-01&date_to=2024-01-31"),
-            admin,
-            None,
-        )
+        .performance(admin, id, "date_from=2024-01-01&date_to=2024-01-31")
         .await;
     assert_eq!(status, 200, "{performance}");
     assert_shape(&parse(seeds::PERFORMANCE), &performance);

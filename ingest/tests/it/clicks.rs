@@ -141,10 +141,8 @@ async fn last_click_replaces_the_cookie_and_first_click_keeps_it() {
 async fn unknown_bot_and_prefetch_clicks_still_redirect_and_are_flagged() {
     let stack = TestStack::new().await.unwrap();
     affiliate(&stack, "REAL").await;
-    sqlx::query("INSERT INTO affiliates (referral_code, status, commission_rate, min_withdrawal_balance) VALUES ('PENDING1', 'pending', 10, 20)")
-        .execute(&stack.pool)
-        .await
-        .unwrap();
+    reftrack_testkit::fixtures::affiliate_with_status(&stack.pool, "PENDING1", "10", "pending")
+        .await;
     let server = spawn(&config(&stack)).await;
     let get = |code: &str, ua: &str| {
         http()

@@ -42,14 +42,7 @@ pub fn http() -> reqwest::Client {
 
 /// An approved, active affiliate with `code`; returns its id.
 pub async fn affiliate(stack: &TestStack, code: &str) -> i64 {
-    sqlx::query_scalar(
-        "INSERT INTO affiliates (referral_code, status, commission_rate, min_withdrawal_balance)
-         VALUES ($1, 'approved', 10, 20) RETURNING id",
-    )
-    .bind(code)
-    .fetch_one(&stack.pool)
-    .await
-    .unwrap()
+    reftrack_testkit::fixtures::affiliate(&stack.pool, code, "10").await
 }
 
 /// The first `n` clicks on the test's topic, decoded.

@@ -24,12 +24,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use reftrack_store::api_keys::{self, Scope};
 
 use crate::load::{self, Limit, Load, Shot};
-use crate::procs::{Process, free_addr, http_get, sibling_binary};
 use crate::stack::Stack;
 use conversions::Reporter;
 use model::{ClickKind, Expected, Journey, Mix, Model};
 use public_api::{Promoter, PublicApi};
 use reftrack_testkit::metric;
+use reftrack_testkit::procs::{Launch, Process, free_addr, http_get, sibling_binary};
 pub use report::Report;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -83,42 +83,31 @@ async fn start_services(stack: &Stack, jwt_key: &str) -> anyhow::Result<Services
     };
     let spill = std::env::temp_dir().join(format!("reftrack-run-spill-{}", stack.name));
     let (ingest_addr, aggregator_addr, api_addr) = (free_addr()?, free_addr()?, free_addr()?);
-    let aggregator = Process::start(
+    let aggregator = Launch::new(
         "aggregator",
         &sibling_binary("aggregator")?,
-        &[],
-        &env(&[("AGGREGATOR_ADDR", aggregator_addr.to_string())]),
         aggregator_addr,
-        "/readyz",
-    )?;
-    let api = Process::start(
-        "api",
-        &sibling_binary("api")?,
-        &[],
-        &env(&[
+    )
+    .env(env(&[("AGGREGATOR_ADDR", aggregator_addr.to_string())]))
+    .start()?;
+    let api = Launch::new("api", &sibling_binary("api")?, api_addr)
+        .env(env(&[
             ("API_ADDR", api_addr.to_string()),
             ("JWT_SIGNING_KEY", jwt_key.to_string()),
             ("PUBLIC_LINK_BASE", format!("http://{ingest_addr}/")),
             // The load tool reads a lot, and freshness is measured on the stats themselves.
             ("API_RATE_LIMIT_PER_MINUTE", "1000000".into()),
             ("STATS_CACHE_SECS", "0".into()),
-        ]),
-        api_addr,
-        "/readyz",
-    )?;
-    let ingest = Process::start(
-        "ingest",
-        &sibling_binary("ingest")?,
-        &[],
-        &env(&[
+        ]))
+        .start()?;
+    let ingest = Launch::new("ingest", &sibling_binary("ingest")?, ingest_addr)
+        .env(env(&[
             ("INGEST_ADDR", ingest_addr.to_string()),
             ("LANDING_URL", LANDING.into()),
             ("CLIENT_IP_HEADER", "x-forwarded-for".into()),
             ("SPILL_DIR", spill.display().to_string()),
-        ]),
-        ingest_addr,
-        "/readyz",
-    )?;
+        ]))
+        .start()?;
     Ok(Services {
         ingest,
         _aggregator: aggregator,

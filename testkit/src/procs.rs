@@ -1,7 +1,9 @@
-//! Services under test run as their own release-built processes, as in production.
+//! Services under test run as processes of their own, as in production: started,
+//! waited for until ready, measured (CPU, memory) and stopped (SIGTERM, or SIGKILL for a
+//! crash), and always stopped when dropped.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -30,45 +32,90 @@ pub fn free_addr() -> anyhow::Result<SocketAddr> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
-impl Process {
-    /// Starts `program` with `env` and waits until `ready_path` answers 200 on `addr`.
-    pub fn start(
-        name: &str,
-        program: &std::path::Path,
-        args: &[&str],
-        env: &[(&str, String)],
-        addr: SocketAddr,
-        ready_path: &str,
-    ) -> anyhow::Result<Self> {
-        let log =
-            std::fs::File::create(std::env::temp_dir().join(format!("reftrack-bench-{name}.log")))?;
-        let child = Command::new(program)
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+/// How to start a service process: what runs, where it answers, where it logs.
+pub struct Launch<'a> {
+    name: &'a str,
+    program: &'a Path,
+    args: &'a [&'a str],
+    env: Vec<(&'a str, String)>,
+    addr: SocketAddr,
+    ready_path: &'a str,
+    log: PathBuf,
+}
+
+impl<'a> Launch<'a> {
+    /// `program`, which will answer on `addr`; ready when `/readyz` answers 200. Logs
+    /// to `reftrack-NAME.log` in the temporary folder unless [`Launch::log`] says where.
+    pub fn new(name: &'a str, program: &'a Path, addr: SocketAddr) -> Self {
+        Self {
+            name,
+            program,
+            args: &[],
+            env: Vec::new(),
+            addr,
+            ready_path: "/readyz",
+            log: std::env::temp_dir().join(format!("reftrack-{name}.log")),
+        }
+    }
+
+    pub fn args(mut self, args: &'a [&'a str]) -> Self {
+        self.args = args;
+        self
+    }
+
+    pub fn env(mut self, env: impl IntoIterator<Item = (&'a str, String)>) -> Self {
+        self.env.extend(env);
+        self
+    }
+
+    pub fn ready_path(mut self, path: &'a str) -> Self {
+        self.ready_path = path;
+        self
+    }
+
+    pub fn log(mut self, log: PathBuf) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// Starts the process and waits until it is ready (60 s at most).
+    pub fn start(self) -> anyhow::Result<Process> {
+        let log = std::fs::File::create(&self.log)
+            .with_context(|| format!("create {}", self.log.display()))?;
+        let child = Command::new(self.program)
+            .args(self.args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("start {}", program.display()))?;
-        let mut process = Self { addr, child };
+            .with_context(|| format!("start {}", self.program.display()))?;
+        let mut process = Process {
+            addr: self.addr,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !http_ok(addr, ready_path) {
+        while !http_ok(self.addr, self.ready_path) {
             if let Some(status) = process.child.try_wait()? {
                 bail!(
-                    "{name} exited with {status} (log: {})",
-                    log_path(name).display()
+                    "{} exited with {status} (log: {})",
+                    self.name,
+                    self.log.display()
                 );
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{name} not ready within 60s (log: {})",
-                    log_path(name).display()
+                    "{} not ready within 60s (log: {})",
+                    self.name,
+                    self.log.display()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         Ok(process)
     }
+}
 
+impl Process {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -143,10 +190,6 @@ pub fn rss_of(pid: u32) -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024)
-}
-
-fn log_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("reftrack-bench-{name}.log"))
 }
 
 /// A plain blocking GET, enough for readiness and metrics.

@@ -1,0 +1,83 @@
+//! The dashboards' panel queries and the alert rules, read from the repository.
+
+use super::*;
+
+pub(crate) fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// One query of one dashboard panel.
+pub(crate) struct PanelQuery {
+    pub(crate) dashboard: String,
+    pub(crate) panel: String,
+    pub(crate) ref_id: String,
+    pub(crate) expr: String,
+}
+
+impl PanelQuery {
+    pub(crate) fn name(&self) -> String {
+        format!("{} / {} [{}]", self.dashboard, self.panel, self.ref_id)
+    }
+}
+
+/// Every query of every dashboard.
+pub(crate) fn panel_queries() -> anyhow::Result<Vec<PanelQuery>> {
+    let mut queries = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(repo_file("dashboards"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    for file in files {
+        let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(&file)?)
+            .with_context(|| format!("{} parses", file.display()))?;
+        for panel in dashboard["panels"].as_array().into_iter().flatten() {
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                ensure!(
+                    target["expr"].is_string(),
+                    "a target without expr in {}",
+                    file.display()
+                );
+                queries.push(PanelQuery {
+                    dashboard: text(&dashboard["title"]),
+                    panel: text(&panel["title"]),
+                    ref_id: text(&target["refId"]),
+                    expr: text(&target["expr"]),
+                });
+            }
+        }
+    }
+    ensure!(!queries.is_empty(), "no dashboards");
+    Ok(queries)
+}
+
+pub(crate) fn alert_exprs() -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(repo_file("deploy/prometheus/alerts.yml"))?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text)?;
+    Ok(docs[0]["groups"]
+        .as_vec()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_vec().into_iter().flatten())
+        .filter_map(|r| r["expr"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// The reftrack metric families the queries name (histogram series folded into their
+/// family); `up` and PromQL functions are not metrics of ours.
+pub(crate) fn named_metrics(queries: &[PanelQuery], rules: &[String]) -> BTreeSet<String> {
+    let name = Regex::new(r"\b(?:ingest|aggregator|api|http)_[a-z0-9_]+").expect("regex");
+    queries
+        .iter()
+        .map(|q| q.expr.as_str())
+        .chain(rules.iter().map(String::as_str))
+        .flat_map(|e| name.find_iter(e).map(|m| m.as_str()))
+        .map(|m| {
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| m.strip_suffix(suffix))
+                .unwrap_or(m)
+                .to_string()
+        })
+        .collect()
+}
