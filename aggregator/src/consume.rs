@@ -6,6 +6,9 @@
 //! crash or a rebalance is recognised by its offset and skipped (see [`crate::positions`]).
 //! Correctness therefore never depends on the group protocol, which matters on brokers
 //! whose rebalancing is young (tansu).
+//!
+//! Long because it holds both ways of being given partitions (static and group) and the
+//! log check that reads a record back; each is a few small functions.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

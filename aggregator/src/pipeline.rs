@@ -10,6 +10,9 @@
 //! and when a fetch goes back below the sinks by itself): the broker must still hold the
 //! last record Postgres applied. When it does not, a new epoch begins (see
 //! [`crate::positions::begin_epoch`]) and the new log is applied from its start.
+//!
+//! Long because the loop, its retry rules and the epoch checks are one state machine
+//! whose steps read best together.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;

@@ -6,6 +6,9 @@
 //! are refused rather than silently dropped. What a problem is called is the API's own
 //! business: the promoter API words it as the Django REST framework product it mirrors,
 //! the others plainly ([`Wording`]).
+//!
+//! Long because it is the whole validator: the problems, two wordings, the field readers
+//! and paging, with their tests.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
@@ -551,10 +554,7 @@ mod tests {
     use serde_json::json;
 
     fn object(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
+        serde_json::from_value(v).expect("an object")
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! when they deliver nothing for a while although the broker answers (tansu answers
 //! `UnknownProducerId` after an empty restart, which librdkafka retries until every
 //! message times out).
+//!
+//! Long because the two producers share their renewal: splitting them apart would
+//! split one state machine across files.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

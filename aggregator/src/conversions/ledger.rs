@@ -10,6 +10,8 @@
 //! - A refund read before its purchase waits for it (parked as waiting, with the
 //!   purchase's id) and is applied by the batch that applies the purchase.
 //! - A repeated `event_id` changes nothing. What cannot be applied is parked with why.
+//!
+//! Long because every rule is here with its unit tests (about half the file).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -2,6 +2,8 @@
 //! statements per batch, whatever its size. Rows the rules may change (a referral, a
 //! purchase being refunded) are locked in a fixed order, so instances working other
 //! partitions serialise on them instead of overwriting each other.
+//!
+//! Long because every statement of the batch lives here, one small function each.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

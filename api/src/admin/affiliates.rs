@@ -22,7 +22,7 @@ use super::views::{
     Detail, DetailMetrics, ListItem, ListMetrics, NothingMore, Pagination, PaymentMethodView,
     Rejected, RejectionRecord, StatusView, Updated, rfc3339_seconds,
 };
-use super::{Answer, id, ok};
+use super::{Answer, id, ok, optional_body};
 use crate::auth::Admin;
 use crate::error::{AdminError, ApiError};
 use crate::input::json_object;
@@ -279,11 +279,7 @@ pub async fn approve(
     body: Bytes,
 ) -> Answer<Approved> {
     let id = id(&raw)?;
-    let approval = if body.is_empty() {
-        Approval::default()
-    } else {
-        Approval::parse(&json_object(&body)?).map_err(ApiError::Invalid)?
-    };
+    let approval = optional_body(&body, Approval::parse)?;
     db::approve(&state.pool, id, &approval, &admin.email).await?;
     let mut row = db::find(&state.pool, id).await?;
     let approval = ApprovalRecord {
@@ -308,11 +304,7 @@ pub async fn reject(
     body: Bytes,
 ) -> Answer<Rejected> {
     let id = id(&raw)?;
-    let rejection = if body.is_empty() {
-        Rejection::default()
-    } else {
-        Rejection::parse(&json_object(&body)?).map_err(ApiError::Invalid)?
-    };
+    let rejection = optional_body(&body, Rejection::parse)?;
     db::reject(&state.pool, id, rejection.reason.as_deref(), &admin.email).await?;
     let mut row = db::find(&state.pool, id).await?;
     let rejection = RejectionRecord {

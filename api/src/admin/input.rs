@@ -393,10 +393,7 @@ mod tests {
     use serde_json::json;
 
     fn object(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(map) => map,
-            other => panic!("not an object: {other}"),
-        }
+        serde_json::from_value(v).expect("an object")
     }
 
     #[test]

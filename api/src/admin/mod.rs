@@ -13,7 +13,7 @@ pub mod performance;
 pub mod views;
 
 use axum::Json;
-use reftrack_common::envelope::Envelope;
+use reftrack_common::envelope::{Envelope, FieldErrors};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::error::{AdminError, ApiError};
@@ -29,6 +29,17 @@ type Answer<T> = Result<Json<Envelope<T>>, AdminError>;
 
 fn ok<T: serde::Serialize>(data: T, message: &str) -> Answer<T> {
     Ok(Json(Envelope::new(data, message)))
+}
+
+/// A body that may be left out (an action with nothing to add): the default when empty.
+fn optional_body<T: Default>(
+    body: &[u8],
+    parse: fn(&serde_json::Map<String, serde_json::Value>) -> Result<T, FieldErrors>,
+) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    parse(&crate::input::json_object(body)?).map_err(ApiError::Invalid)
 }
 
 /// A path id; anything but a positive integer is simply not found.
