@@ -36,9 +36,6 @@ pub struct Config {
     #[command(flatten)]
     pub kafka: reftrack_events::kafka::KafkaConfig,
 
-    #[command(flatten)]
-    pub redis: reftrack_store::redis::RedisConfig,
-
     /// Address to serve health and metrics on.
     #[arg(
         long = "addr",

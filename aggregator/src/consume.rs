@@ -151,6 +151,9 @@ impl TopicConsumer {
                 .set("fetch.min.bytes", "1")
                 .set("fetch.wait.max.ms", "100")
                 .set("queued.max.messages.kbytes", "65536")
+                // librdkafka pauses a partition's fetching for this long once its local
+                // queue is full (1 s by default): a drain then stalls every few batches.
+                .set("fetch.queue.backoff.ms", "20")
                 .create_with_context(context)
                 .context("create the Kafka consumer")?;
         let share = match config.assignment {

@@ -3,7 +3,8 @@
 //!
 //! - [`consume`]: batches from Kafka; [`positions`]: where each sink stands, kept in the
 //!   sink itself; [`pipeline`]: the read-apply-retry loop both topics share;
-//! - [`clicks`]: verdicts (Redis), `linkClicked` (Postgres), raw clicks (ClickHouse);
+//! - [`clicks`]: verdicts (in memory, per partition), `linkClicked` (Postgres), raw
+//!   clicks (ClickHouse);
 //! - [`conversions`]: the commission [`conversions::ledger`] (Postgres), raw conversions
 //!   (ClickHouse), unappliable messages [`parked`].
 
@@ -58,22 +59,20 @@ impl App {
         reftrack_store::postgres::migrate(&pool).await?;
         reftrack_store::clickhouse::ensure_schema(&config.clickhouse).await?;
         let clickhouse = config.clickhouse.client();
-        let redis = config.redis.connect().await?;
         let broker = reftrack_events::kafka::BrokerProbe::new(&kafka.brokers)?;
 
         let clicks = ClickSink {
             pool: pool.clone(),
             clickhouse: clickhouse.clone(),
-            redis: redis.clone(),
-            verdicts: Verdicts::new(
-                &config.redis.key_prefix,
+            verdicts: std::sync::Mutex::new(Verdicts::new(
                 config.dedupe_window_secs,
                 config.rate_limit_per_minute,
-            ),
+            )),
             copies: std::sync::Mutex::new(clicks::copies::Copies::new(
                 config.click_copy_window as usize,
             )),
             topic: kafka.clicks_topic.clone(),
+            exclusive: config.assignment == Assignment::Static,
         };
         let conversions = ConversionSink {
             pool: pool.clone(),
@@ -84,7 +83,6 @@ impl App {
         let readiness = Readiness::new()
             .with("postgres", reftrack_store::postgres::probe(&pool))
             .with("clickhouse", reftrack_store::clickhouse::probe(&clickhouse))
-            .with("redis", reftrack_store::redis::probe(&redis))
             .with("kafka", broker.probe());
         let router =
             ops_router(readiness, metrics).layer(axum::middleware::from_fn(telemetry::track_http));

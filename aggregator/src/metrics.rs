@@ -19,6 +19,8 @@ pub const CONVERSIONS: &str = "aggregator_conversions_total";
 pub const COMMISSION_EARNED: &str = "aggregator_commission_earned_cents_total";
 pub const COMMISSION_REVERSED: &str = "aggregator_commission_reversed_cents_total";
 pub const FRESHNESS: &str = "aggregator_event_freshness_seconds";
+pub const VERDICT_VISITORS: &str = "aggregator_verdict_visitors";
+pub const VERDICT_BYTES: &str = "aggregator_verdict_state_bytes";
 
 /// Describes every metric and starts the counters whose labels are known in advance at
 /// zero, so dashboards and alerts see 0 rather than nothing before the first event.
@@ -29,7 +31,7 @@ pub fn register() {
     describe_histogram!(
         SINK_WRITE,
         Unit::Seconds,
-        "Time to write one batch, by sink (postgres, clickhouse, redis) and topic."
+        "Time to write one batch, by sink (postgres, clickhouse) and topic."
     );
     describe_counter!(SINK_ROWS, "Rows written, by sink and topic.");
     describe_gauge!(
@@ -76,12 +78,21 @@ pub fn register() {
         Unit::Seconds,
         "Time from an event's arrival at ingest to its rows in ClickHouse, by topic."
     );
+    describe_gauge!(
+        VERDICT_VISITORS,
+        Unit::Count,
+        "Visitors on codes the click verdicts remember (within the dedupe window)."
+    );
+    describe_gauge!(
+        VERDICT_BYTES,
+        Unit::Bytes,
+        "Memory held by the click verdicts' state."
+    );
     start_at_zero();
 }
 
 /// The sinks each stream writes to.
-const SINKS: [(&str, &str); 5] = [
-    ("redis", "clicks"),
+const SINKS: [(&str, &str); 4] = [
     ("postgres", "clicks"),
     ("clickhouse", "clicks"),
     ("postgres", "conversions"),

@@ -87,10 +87,7 @@ fn compose_names_every_service_with_healthchecks_and_start_order() {
     }
     let stores_used = [
         ("ingest", &["postgres", "kafka"][..]),
-        (
-            "aggregator",
-            &["postgres", "redis", "clickhouse", "kafka"][..],
-        ),
+        ("aggregator", &["postgres", "clickhouse", "kafka"][..]),
         ("api", &["postgres", "redis", "clickhouse"][..]),
     ];
     for (name, stores) in stores_used {

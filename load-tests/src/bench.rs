@@ -104,6 +104,21 @@ pub fn print(f: &Figures) {
         format!("{:.2}", a.ratio),
     );
     line(
+        "aggregator resident memory, MiB",
+        format!("{:.0}", a.aggregator_rss_bytes as f64 / 1_048_576.0),
+        format!("{} clicks drained", a.events),
+        String::new(),
+    );
+    line(
+        "verdict state per visitor, bytes",
+        format!(
+            "{:.0}",
+            a.verdict_state_bytes as f64 / a.verdict_visitors.max(1) as f64
+        ),
+        format!("{} visitors remembered", a.verdict_visitors),
+        String::new(),
+    );
+    line(
         "pipeline clicks/s (asked for)",
         format!("{:.0}", p.clicks.per_sec),
         p.rate_asked

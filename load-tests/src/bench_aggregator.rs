@@ -1,6 +1,8 @@
 //! The drain benchmark: a million clicks already in the topic, drained by the aggregator
-//! (release build, its own process) into Redis verdicts, Postgres and ClickHouse; and, in
-//! the same run, a plain insert of the same rows into an identical ClickHouse table.
+//! (release build, its own process) into Postgres and ClickHouse, verdicts decided in
+//! its memory; and, in the same run, a plain insert of the same rows into an identical
+//! ClickHouse table. Also the aggregator's memory once drained: its resident size and
+//! what its verdict state holds per visitor remembered.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +39,11 @@ pub struct Figures {
     pub plain_insert_rows_per_sec: f64,
     pub plain_insert_seconds: f64,
     pub ratio: f64,
+    /// Resident memory of the aggregator process once drained.
+    pub aggregator_rss_bytes: u64,
+    /// Visitors on codes the verdict state remembers once drained, and its bytes.
+    pub verdict_visitors: u64,
+    pub verdict_state_bytes: u64,
 }
 
 struct Generated {
@@ -81,7 +88,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
         .env(env)
         .start()?;
     eprintln!("draining with the aggregator");
-    let processes = cpu_processes(aggregator.pid());
+    let processes = cpu_processes(aggregator.pid(), &stack.args.kafka.brokers);
     let before: Vec<Duration> = processes
         .iter()
         .map(|(_, pids)| pids.iter().map(|p| cpu_time(*p)).sum())
@@ -98,8 +105,13 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
     let exposition = http_get(aggregator.addr, "/metrics")
         .map(|(_, body)| body)
         .unwrap_or_default();
+    let aggregator_rss_bytes = reftrack_testkit::procs::rss_of(aggregator.pid());
+    let verdict_visitors =
+        reftrack_testkit::metric(&exposition, "aggregator_verdict_visitors") as u64;
+    let verdict_state_bytes =
+        reftrack_testkit::metric(&exposition, "aggregator_verdict_state_bytes") as u64;
     drop(aggregator);
-    for sink in ["redis", "postgres", "clickhouse"] {
+    for sink in ["postgres", "clickhouse"] {
         let seconds: f64 = exposition
             .lines()
             .filter(|l| {
@@ -123,6 +135,9 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
         plain_insert_rows_per_sec,
         plain_insert_seconds,
         ratio: aggregator_events_per_sec / plain_insert_rows_per_sec,
+        aggregator_rss_bytes,
+        verdict_visitors,
+        verdict_state_bytes,
     })
 }
 
@@ -135,9 +150,7 @@ pub fn print(f: &Figures) {
     println!("{:<40} {:>12} {:>10}", "", "events/s", "seconds");
     println!(
         "{:<40} {:>12.0} {:>10.2}",
-        "aggregator (Redis + Postgres + ClickHouse)",
-        f.aggregator_events_per_sec,
-        f.aggregator_seconds
+        "aggregator (Postgres + ClickHouse)", f.aggregator_events_per_sec, f.aggregator_seconds
     );
     println!(
         "{:<40} {:>12.0} {:>10.2}",
@@ -148,6 +161,13 @@ pub fn print(f: &Figures) {
     println!(
         "{:<40} {:>12.3}",
         "ratio aggregator / plain insert", f.ratio
+    );
+    println!(
+        "aggregator memory once drained: {:.0} MiB resident; verdict state {} visitors on codes, {:.1} MiB, {:.0} bytes each",
+        f.aggregator_rss_bytes as f64 / 1_048_576.0,
+        f.verdict_visitors,
+        f.verdict_state_bytes as f64 / 1_048_576.0,
+        f.verdict_state_bytes as f64 / f.verdict_visitors.max(1) as f64
     );
 }
 
@@ -211,7 +231,7 @@ async fn produce(stack: &Stack, generated: &Generated) -> anyhow::Result<()> {
 }
 
 /// The processes whose CPU the drain uses: the aggregator and the stores on this machine.
-fn cpu_processes(aggregator: u32) -> Vec<(&'static str, Vec<u32>)> {
+fn cpu_processes(aggregator: u32, brokers: &str) -> Vec<(&'static str, Vec<u32>)> {
     let postgres: Vec<u32> = std::process::Command::new("pgrep")
         .args(["-x", "postgres"])
         .output()
@@ -224,9 +244,13 @@ fn cpu_processes(aggregator: u32) -> Vec<(&'static str, Vec<u32>)> {
         .unwrap_or_default();
     vec![
         ("aggregator", vec![aggregator]),
-        ("redis", pid_listening_on(6379).into_iter().collect()),
         ("clickhouse", pid_listening_on(8123).into_iter().collect()),
-        ("tansu", pid_listening_on(9092).into_iter().collect()),
+        (
+            "tansu",
+            pid_listening_on(crate::bench_ingest::broker_port(brokers))
+                .into_iter()
+                .collect(),
+        ),
         ("postgres", postgres),
     ]
 }

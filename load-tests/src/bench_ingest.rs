@@ -193,7 +193,7 @@ fn per_request_us(cpu: Duration, outcome: &Outcome) -> f64 {
     cpu.as_secs_f64() * 1e6 / outcome.requests.max(1) as f64
 }
 
-fn broker_port(brokers: &str) -> u16 {
+pub fn broker_port(brokers: &str) -> u16 {
     brokers
         .split(',')
         .next()

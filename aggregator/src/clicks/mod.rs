@@ -1,7 +1,7 @@
-//! Clicks: copies dropped ([`copies`]), final verdicts (Redis), then Postgres
-//! (`linkClicked` and progress, one transaction), then ClickHouse (raw clicks, whose
-//! INSERT also feeds the hourly rollup and the ClickHouse progress through materialized
-//! views).
+//! Clicks: copies dropped ([`copies`]), final verdicts ([`verdicts`], in memory per
+//! partition), then Postgres (`linkClicked` and progress, one transaction), then
+//! ClickHouse (raw clicks, whose INSERT also feeds the rollups and the ClickHouse
+//! progress through materialized views).
 
 pub mod copies;
 pub mod verdicts;
@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use clickhouse::Client;
-use redis::aio::ConnectionManager;
 use reftrack_events::{ClickEvent, ClickMethod, ClickVerdict};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -30,10 +29,12 @@ const INVALID: i8 = 7;
 pub struct ClickSink {
     pub pool: PgPool,
     pub clickhouse: Client,
-    pub redis: ConnectionManager,
-    pub verdicts: Verdicts,
+    /// Taken out while a batch is prepared (one batch at a time), put back after.
+    pub verdicts: Mutex<Verdicts>,
     pub copies: Mutex<Copies>,
     pub topic: String,
+    /// Whether this instance alone writes its partitions (see [`ClickSink::write`]).
+    pub exclusive: bool,
 }
 
 /// A click ready to be written: the message, its event (`None` when undecodable) and
@@ -62,6 +63,8 @@ impl BatchSink for ClickSink {
         if !positions.is_loaded() {
             self.copies.lock().expect("copies lock").clear();
         }
+        // Verdict state is not cleared here: it is rebuilt whenever a partition's
+        // records do not continue where its state ends (see `decide_verdicts`).
         positions
             .load(&self.pool, &self.clickhouse, &self.topic)
             .await
@@ -87,17 +90,36 @@ impl BatchSink for ClickSink {
             })
             .collect();
         self.mark_copies(&mut clicks, positions).await?;
-        self.decide_verdicts(&mut clicks, positions).await?;
+        self.decide_verdicts(&mut clicks).await?;
         Ok(clicks)
     }
 
+    /// Holding its partitions alone (static assignment: a Postgres advisory lock per
+    /// partition), the sink writes both stores at once: nobody else can move their
+    /// progress. Otherwise (group assignment, where a rebalance may briefly overlap two
+    /// members) ClickHouse is written only once Postgres's compare-and-set accepted the
+    /// batch, which fences a stale member out of both.
     async fn write(
         &self,
         clicks: &Vec<PreparedClick>,
         positions: &mut Positions,
     ) -> Result<(), ApplyError> {
-        self.write_postgres(clicks, positions).await?;
-        self.write_clickhouse(clicks, positions).await?;
+        let (moved, ends) = if self.exclusive {
+            let (moved, ends) = tokio::join!(
+                self.write_postgres(clicks, positions),
+                self.write_clickhouse(clicks, positions)
+            );
+            (moved?, ends?)
+        } else {
+            let moved = self.write_postgres(clicks, positions).await?;
+            (moved, self.write_clickhouse(clicks, positions).await?)
+        };
+        for applied in &moved {
+            positions.set_postgres(applied);
+        }
+        for (partition, next) in ends {
+            positions.set_clickhouse(partition, next);
+        }
         Ok(())
     }
 }
@@ -168,49 +190,43 @@ impl ClickSink {
         Ok(())
     }
 
-    async fn decide_verdicts(
-        &self,
-        clicks: &mut [PreparedClick],
-        positions: &Positions,
-    ) -> anyhow::Result<()> {
-        let mut trim: BTreeMap<i32, i64> = BTreeMap::new();
-        for click in clicks.iter() {
-            trim.entry(click.record.partition)
-                .or_insert_with(|| positions.first_needed(click.record.partition));
+    /// Clicks ingest found valid may still be duplicates or rate-limited. Each record
+    /// moves its partition's state, candidate or not, in offset order.
+    async fn decide_verdicts(&self, clicks: &mut [PreparedClick]) -> anyhow::Result<()> {
+        let mut verdicts = std::mem::replace(
+            &mut *self.verdicts.lock().expect("verdicts lock"),
+            Verdicts::new(0, 0),
+        );
+        let outcome = async {
+            for click in clicks.iter_mut() {
+                let (partition, offset) = (click.record.partition, click.record.offset);
+                if !verdicts.continues(partition, offset) {
+                    let started = Instant::now();
+                    verdicts
+                        .rebuild(&self.clickhouse, &self.topic, partition, offset)
+                        .await?;
+                    tracing::info!(topic = %self.topic, partition, offset, elapsed = ?started.elapsed(), "click verdict state rebuilt from ClickHouse");
+                }
+                let candidate = click.event.as_ref().filter(|e| {
+                    e.verdict == ClickVerdict::Valid && !click.copy
+                });
+                let candidate = candidate.map(|e| Candidate {
+                    code: &e.code,
+                    visitor: e.visitor,
+                    received_at_ms: e.received_at_ms,
+                });
+                if let Some(verdict) = verdicts.decide(partition, offset, candidate) {
+                    click.verdict = verdict;
+                }
+            }
+            anyhow::Ok(())
         }
-        let (indexes, candidates): (Vec<usize>, Vec<Candidate<'_>>) = clicks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, click)| {
-                let event = click.event.as_ref()?;
-                (event.verdict == ClickVerdict::Valid && !click.copy).then(|| {
-                    (
-                        i,
-                        Candidate {
-                            partition: click.record.partition,
-                            offset: click.record.offset,
-                            code: &event.code,
-                            visitor: event.visitor,
-                            received_at_ms: event.received_at_ms,
-                        },
-                    )
-                })
-            })
-            .unzip();
-        if candidates.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let decided = self
-            .verdicts
-            .decide(&self.redis, &self.topic, &trim, &candidates)
-            .await?;
-        m::sink_write("redis", "clicks", started, candidates.len());
-        drop(candidates);
-        for (i, verdict) in indexes.into_iter().zip(decided) {
-            clicks[i].verdict = verdict;
-        }
-        Ok(())
+        .await;
+        let (visitors, bytes) = verdicts.footprint();
+        metrics::gauge!(m::VERDICT_VISITORS).set(visitors as f64);
+        metrics::gauge!(m::VERDICT_BYTES).set(bytes as f64);
+        *self.verdicts.lock().expect("verdicts lock") = verdicts;
+        outcome
     }
 
     /// `linkClicked` (valid clicks) per affiliate in one statement, the undecodable
@@ -218,12 +234,12 @@ impl ClickSink {
     async fn write_postgres(
         &self,
         clicks: &[PreparedClick],
-        positions: &mut Positions,
-    ) -> Result<(), ApplyError> {
+        positions: &Positions,
+    ) -> Result<Vec<positions::Move>, ApplyError> {
         let needed = positions.missing_from(Sink::Postgres, clicks);
         let moves = positions.postgres_moves(needed.iter().map(|c| &c.record));
         if moves.is_empty() {
-            return Ok(());
+            return Ok(moves);
         }
         let mut valid: BTreeMap<i64, i64> = BTreeMap::new();
         let mut undecodable = Vec::new();
@@ -257,31 +273,30 @@ impl ClickSink {
         parked::insert(&mut tx, &self.topic, "clicks", &undecodable).await?;
         tx.commit().await?;
         m::sink_write("postgres", "clicks", started, moves.len());
-        for applied in &moves {
-            positions.set_postgres(applied);
-        }
-        Ok(())
+        Ok(moves)
     }
 
+    /// Writes the rows ClickHouse still needs; where its progress now stands, per
+    /// partition.
     async fn write_clickhouse(
         &self,
         clicks: &[PreparedClick],
-        positions: &mut Positions,
-    ) -> Result<(), ApplyError> {
+        positions: &Positions,
+    ) -> Result<Vec<(i32, i64)>, ApplyError> {
         let rows = positions.missing_from(Sink::ClickHouse, clicks);
         if rows.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let started = Instant::now();
         let mut insert = self.clickhouse.insert::<ClickRow<'_>>("clicks_raw").await?;
         let now_ms = chrono::Utc::now().timestamp_millis();
+        let freshness = metrics::histogram!(m::FRESHNESS, "topic" => "clicks");
         let mut verdicts: HashMap<ClickVerdict, u64> = HashMap::new();
         for click in rows.iter().filter(|c| !c.copy) {
             let row = ClickRow::new(&self.topic, click);
             if let Some(event) = &click.event {
                 *verdicts.entry(click.verdict).or_default() += 1;
-                metrics::histogram!(m::FRESHNESS, "topic" => "clicks")
-                    .record((now_ms - event.received_at_ms).max(0) as f64 / 1000.0);
+                freshness.record((now_ms - event.received_at_ms).max(0) as f64 / 1000.0);
             }
             insert.write(&row).await?;
         }
@@ -299,14 +314,15 @@ impl ClickSink {
                 (click.record.offset + 1, click.copy),
             );
         }
+        let mut moved = Vec::with_capacity(ends.len());
         for (partition, (next, copy)) in ends {
             if copy {
                 positions::advance_clickhouse(&self.clickhouse, &self.topic, partition, next)
                     .await?;
             }
-            positions.set_clickhouse(partition, next);
+            moved.push((partition, next));
         }
-        Ok(())
+        Ok(moved)
     }
 }
 

@@ -23,7 +23,6 @@ pub fn config(stack: &TestStack) -> aggregator::Config {
     config.postgres = stack.postgres.clone();
     config.kafka = stack.kafka.clone();
     config.clickhouse = stack.clickhouse.clone();
-    config.redis = stack.redis.clone();
     config.batch_max_wait_ms = 100;
     config.batch_max_events = 5_000;
     config

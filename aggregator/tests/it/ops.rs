@@ -4,7 +4,7 @@ use reftrack_testkit::{TestStack, checks};
 async fn health_readiness_and_metrics_are_served_and_shutdown_is_graceful() {
     let stack = TestStack::new().await.unwrap();
     let server = crate::spawn(&crate::config(&stack)).await;
-    checks::assert_ops_endpoints(&server, &["postgres", "clickhouse", "redis", "kafka"]).await;
+    checks::assert_ops_endpoints(&server, &["postgres", "clickhouse", "kafka"]).await;
     server.stop().await.expect("graceful shutdown");
 }
 

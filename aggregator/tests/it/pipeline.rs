@@ -1,6 +1,4 @@
-use std::collections::BTreeMap;
-
-use chrono::{Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use reftrack_events::ClickVerdict;
 use reftrack_testkit::{TestStack, wait};
 use rust_decimal::Decimal;
@@ -66,59 +64,80 @@ async fn clicks_are_counted_with_their_final_verdicts() {
 }
 
 #[tokio::test]
-async fn a_replayed_batch_gets_the_verdicts_of_its_first_pass() {
+async fn verdicts_rebuilt_from_clickhouse_match_those_decided_in_memory() {
+    use aggregator::clicks::ClickRow;
     use aggregator::clicks::verdicts::{Candidate, Verdicts};
+    use reftrack_events::ClickEvent;
     let stack = TestStack::new().await.unwrap();
-    let redis = stack.redis_connection().await.unwrap();
-    let verdicts = Verdicts::new(&stack.redis.key_prefix, 3600, 3);
-    let now = Utc::now().timestamp_millis();
-    let candidates: Vec<Candidate<'_>> = (0..6)
-        .map(|i| Candidate {
-            partition: 0,
-            offset: 100 + i,
-            code: "X",
-            visitor: 9,
-            received_at_ms: now + i,
+    let topic = "t_replay";
+    // 600 clicks over 3 hours on 4 codes by 30 visitors: windows open and close,
+    // minutes fill up past the limit, and clicks come slightly out of time order.
+    let start = Utc::now().timestamp_millis() - 4 * 3_600_000;
+    let events: Vec<ClickEvent<'static>> = (0..600u64)
+        .map(|i| {
+            let at = start + (i as i64) * 18_000 - (i as i64 % 7) * 5_000;
+            let code = format!("C{}", i % 4);
+            let payload = click(
+                &code,
+                Some(1),
+                i * 7 % 30,
+                DateTime::from_timestamp_millis(at).unwrap(),
+                ClickVerdict::Valid,
+            );
+            ClickEvent::decode(&payload).unwrap().into_owned()
         })
         .collect();
-    let trim = BTreeMap::from([(0, 100)]);
-    let first = verdicts
-        .decide(&redis, "t", &trim, &candidates)
+    fn candidate<'e>(e: &'e ClickEvent<'static>) -> Option<Candidate<'e>> {
+        Some(Candidate {
+            code: e.code.as_ref(),
+            visitor: e.visitor,
+            received_at_ms: e.received_at_ms,
+        })
+    }
+    let mut first_pass = Verdicts::new(3600, 3);
+    let decided: Vec<ClickVerdict> = events
+        .iter()
+        .enumerate()
+        .map(|(offset, e)| first_pass.decide(0, offset as i64, candidate(e)).unwrap())
+        .collect();
+    assert!(decided.contains(&ClickVerdict::Duplicate));
+    // A burst to reach the rate limit is not in this data; the unit tests cover it.
+
+    // ClickHouse holds the first 400, with their verdicts (as the sink writes them).
+    let clickhouse = stack.clickhouse_client();
+    let mut insert = clickhouse
+        .insert::<ClickRow<'_>>("clicks_raw")
         .await
         .unwrap();
-    use ClickVerdict::*;
-    assert_eq!(
-        first,
-        vec![
-            Valid,
-            Duplicate,
-            Duplicate,
-            RateLimited,
-            RateLimited,
-            RateLimited
-        ]
-    );
-    // The same batch again (a crash before both sinks had it): the state has moved, yet
-    // every click keeps its verdict.
-    let again = verdicts
-        .decide(&redis, "t", &trim, &candidates)
-        .await
-        .unwrap();
-    assert_eq!(again, first);
-    // A replay that starts inside the batch and runs past it.
-    let mut longer = candidates[3..].to_vec();
-    longer.push(Candidate {
-        offset: 106,
-        ..candidates[0]
-    });
-    let tail = verdicts
-        .decide(&redis, "t", &BTreeMap::from([(0, 103)]), &longer)
-        .await
-        .unwrap();
-    assert_eq!(
-        tail,
-        vec![RateLimited, RateLimited, RateLimited, RateLimited]
-    );
+    for (offset, e) in events.iter().enumerate().take(400) {
+        insert
+            .write(&ClickRow::from_event(
+                topic,
+                0,
+                offset as i64,
+                e,
+                decided[offset],
+            ))
+            .await
+            .unwrap();
+    }
+    insert.end().await.unwrap();
+
+    // After a crash, a replay from anywhere the sinks may stand decides as the first pass.
+    for from in [0usize, 1, 150, 399, 400] {
+        let mut replay = Verdicts::new(3600, 3);
+        replay
+            .rebuild(&clickhouse, topic, 0, from as i64)
+            .await
+            .unwrap();
+        let again: Vec<ClickVerdict> = events
+            .iter()
+            .enumerate()
+            .skip(from)
+            .map(|(offset, e)| replay.decide(0, offset as i64, candidate(e)).unwrap())
+            .collect();
+        assert_eq!(again, decided[from..], "replayed from offset {from}");
+    }
 }
 
 async fn ledger_sums(stack: &TestStack, affiliate: i64) -> (Decimal, Decimal) {
