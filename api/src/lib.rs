@@ -56,11 +56,7 @@ impl App {
                 prefix: config.redis.key_prefix.clone(),
                 per_minute: config.rate_limit_per_minute,
             },
-            cache: StatsCache {
-                redis: redis.clone(),
-                prefix: config.redis.key_prefix.clone(),
-                ttl: config.stats_cache(),
-            },
+            cache: StatsCache::new(config.stats_cache()),
             settings: config.promoters.clone(),
         });
         let readiness = Readiness::new()

@@ -1,9 +1,12 @@
 //! The state every handler shares, built once from the configuration.
 
+use std::any::Any;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::ConnectionManager;
+use reftrack_store::stats::{self, Stats};
 use sqlx::PgPool;
 
 use crate::auth::Tokens;
@@ -71,49 +74,82 @@ impl RateLimits {
     }
 }
 
-/// Short-lived caching of stats responses (computed from ClickHouse) in Redis.
+/// Short-lived caching of stats answers (computed from ClickHouse), in this process:
+/// a hit costs no round trip, and every instance warms its own within seconds. Lifetime
+/// figures are cached per affiliate, so that every page, filter and detail shares them.
 pub struct StatsCache {
-    pub redis: ConnectionManager,
-    pub prefix: String,
+    entries: quick_cache::sync::Cache<String, (Instant, Arc<dyn Any + Send + Sync>)>,
     pub ttl: Duration,
 }
 
 impl StatsCache {
-    /// The cached value under `key`, or `compute`'s, then cached. Redis trouble only
-    /// costs the cache, never the answer.
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(100_000),
+            ttl,
+        }
+    }
+
+    fn get<T: Clone + Send + Sync + 'static>(&self, key: &str) -> Option<T> {
+        let (at, value) = self.entries.get(key)?;
+        let value = (at.elapsed() < self.ttl)
+            .then(|| value.downcast_ref::<T>().cloned())
+            .flatten();
+        crate::metrics::stats_cache(value.is_some());
+        value
+    }
+
+    fn put<T: Send + Sync + 'static>(&self, key: String, value: T) {
+        self.entries.insert(key, (Instant::now(), Arc::new(value)));
+    }
+
+    /// The cached value under `key`, or `compute`'s, then cached.
     pub async fn get_or_compute<T, F>(&self, key: &str, compute: F) -> Result<T, ApiError>
     where
-        T: serde::Serialize + serde::de::DeserializeOwned,
+        T: Clone + Send + Sync + 'static,
         F: std::future::Future<Output = Result<T, ApiError>>,
     {
         if self.ttl.is_zero() {
             return compute.await;
         }
-        let key = format!("{}cache:{key}", self.prefix);
-        let mut redis = self.redis.clone();
-        let cached: Option<String> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut redis)
-            .await
-            .unwrap_or(None);
-        if let Some(value) = cached.and_then(|s| serde_json::from_str(&s).ok()) {
-            crate::metrics::stats_cache(true);
+        if let Some(value) = self.get(key) {
             return Ok(value);
         }
-        crate::metrics::stats_cache(false);
         let value = compute.await?;
-        if let Ok(json) = serde_json::to_string(&value) {
-            let stored: Result<(), _> = redis::cmd("SET")
-                .arg(&key)
-                .arg(json)
-                .arg("EX")
-                .arg(self.ttl.as_secs().max(1))
-                .query_async(&mut redis)
-                .await;
-            if let Err(err) = stored {
-                tracing::debug!(%err, "stats not cached");
+        self.put(key.to_string(), value.clone());
+        Ok(value)
+    }
+
+    /// The lifetime figures of `ids`: those cached, and the others in one query.
+    pub async fn lifetime(
+        &self,
+        clickhouse: &clickhouse::Client,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, Stats>, ApiError> {
+        let key = |id: i64| format!("lifetime:{id}");
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for &id in ids {
+            match (!self.ttl.is_zero())
+                .then(|| self.get::<Stats>(&key(id)))
+                .flatten()
+            {
+                Some(stats) => {
+                    found.insert(id, stats);
+                }
+                None => missing.push(id),
             }
         }
-        Ok(value)
+        if !missing.is_empty() {
+            let mut fetched = stats::lifetime(clickhouse, &missing).await?;
+            for id in missing {
+                let stats = fetched.remove(&id).unwrap_or_default();
+                if !self.ttl.is_zero() {
+                    self.put(key(id), stats);
+                }
+                found.insert(id, stats);
+            }
+        }
+        Ok(found)
     }
 }

@@ -1,4 +1,4 @@
-//! `loadtest bench`: the three measurements in one run, on one machine, each against
+//! `loadtest bench`: the four measurements in one run, on one machine, each against
 //! its baseline measured in the same run, printed as one table of figures and ratios.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::stack::StackArgs;
-use crate::{bench_aggregator, bench_ingest, pipeline};
+use crate::{bench_aggregator, bench_api, bench_ingest, pipeline};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -19,6 +19,9 @@ pub struct Args {
     /// Click events the aggregator drains (and ClickHouse takes as a plain insert).
     #[arg(long, default_value_t = 1_000_000)]
     pub drain_events: usize,
+    /// Clicks in the rollups the api benchmark reads.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub api_clicks: u64,
     /// The full-pipeline run (`loadtest run` options).
     #[command(flatten)]
     pub pipeline: pipeline::Args,
@@ -31,6 +34,7 @@ pub struct Args {
 pub struct Figures {
     pub ingest: bench_ingest::Figures,
     pub aggregator: bench_aggregator::Figures,
+    pub api: bench_api::Figures,
     pub pipeline: pipeline::Report,
 }
 
@@ -40,11 +44,11 @@ pub async fn run(args: &Args, stack: &StackArgs) -> anyhow::Result<Figures> {
         rounds: args.ingest_rounds,
         ..defaults()
     };
-    eprintln!("1/3 ingest redirect benchmark");
+    eprintln!("1/4 ingest redirect benchmark");
     let ingest = crate::bench_ingest_command(&ingest_args, stack).await?;
     bench_ingest::print(&ingest_args, &ingest);
 
-    eprintln!("\n2/3 aggregator drain benchmark");
+    eprintln!("\n2/4 aggregator drain benchmark");
     let aggregator_args = bench_aggregator::Args {
         events: args.drain_events,
         ..defaults()
@@ -52,12 +56,21 @@ pub async fn run(args: &Args, stack: &StackArgs) -> anyhow::Result<Figures> {
     let aggregator = crate::bench_aggregator_command(&aggregator_args, stack).await?;
     bench_aggregator::print(&aggregator);
 
-    eprintln!("\n3/3 full-pipeline run with verification");
+    eprintln!("\n3/4 api benchmark");
+    let api_args = bench_api::Args {
+        clicks: args.api_clicks,
+        ..defaults()
+    };
+    let api = crate::bench_api_command(&api_args, stack).await?;
+    bench_api::print(&api);
+
+    eprintln!("\n4/4 full-pipeline run with verification");
     let pipeline = crate::pipeline_command(&args.pipeline, stack).await?;
     pipeline.print();
     Ok(Figures {
         ingest,
         aggregator,
+        api,
         pipeline,
     })
 }
@@ -118,6 +131,18 @@ pub fn print(f: &Figures) {
         format!("{} visitors remembered", a.verdict_visitors),
         String::new(),
     );
+    for r in &f.api.rows {
+        line(
+            &format!(
+                "api {} ({}), p50/p99 ms",
+                r.endpoint,
+                if r.cached { "cache 30 s" } else { "no cache" }
+            ),
+            format!("{:.2}/{:.2}", r.p50_ms, r.p99_ms),
+            format!("{:.0}/s asked, {:.0}/s answered", r.rate_asked, r.rps),
+            String::new(),
+        );
+    }
     line(
         "pipeline clicks/s (asked for)",
         format!("{:.0}", p.clicks.per_sec),

@@ -5,6 +5,7 @@
 
 mod bench;
 mod bench_aggregator;
+mod bench_api;
 mod bench_ingest;
 mod load;
 mod pipeline;
@@ -55,7 +56,14 @@ enum Command {
         #[command(flatten)]
         stack: Box<stack::StackArgs>,
     },
-    /// All three: bench-ingest, bench-aggregator and a verified run, in one table.
+    /// The api's stats answers at fixed rates, against rollups of ten million clicks.
+    BenchApi {
+        #[command(flatten)]
+        args: bench_api::Args,
+        #[command(flatten)]
+        stack: Box<stack::StackArgs>,
+    },
+    /// All four: bench-ingest, bench-aggregator, bench-api and a verified run, in one table.
     Bench {
         #[command(flatten)]
         args: Box<bench::Args>,
@@ -103,6 +111,9 @@ async fn main() -> anyhow::Result<()> {
         Command::BenchAggregator { args, stack } => {
             bench_aggregator::print(&bench_aggregator_command(&args, &stack).await?);
         }
+        Command::BenchApi { args, stack } => {
+            bench_api::print(&bench_api_command(&args, &stack).await?);
+        }
         Command::Bench { args, stack } => {
             let figures = bench::run(&args, &stack).await?;
             bench::print(&figures);
@@ -147,6 +158,17 @@ async fn bench_aggregator_command(
 ) -> anyhow::Result<bench_aggregator::Figures> {
     let stack = stack::Stack::prepare(stack, &unique_name("bench_agg")).await?;
     let figures = bench_aggregator::run(args, &stack).await;
+    stack.discard().await?;
+    figures
+}
+
+/// bench-api in names of its own, dropped afterwards.
+async fn bench_api_command(
+    args: &bench_api::Args,
+    stack: &stack::StackArgs,
+) -> anyhow::Result<bench_api::Figures> {
+    let stack = stack::Stack::prepare(stack, &unique_name("bench_api")).await?;
+    let figures = bench_api::run(args, &stack).await;
     stack.discard().await?;
     figures
 }

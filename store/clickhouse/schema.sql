@@ -1,6 +1,7 @@
 -- reftrack's ClickHouse schema. `{db}` is replaced by the configured database.
 -- Runs on Debian's clickhouse-server 18.16 and on current releases: plain MergeTree
--- families and materialized views only (no DateTime64, TTL or LowCardinality).
+-- families and materialized views only (no DateTime64, TTL or LowCardinality), each view
+-- reading the raw table (18.16 does not cascade views).
 -- Money is kept in integer cents so sums stay exact.
 
 CREATE DATABASE IF NOT EXISTS {db};
@@ -27,10 +28,13 @@ CREATE TABLE IF NOT EXISTS {db}.clicks_raw (
 PARTITION BY toYYYYMM(received_at)
 ORDER BY (affiliate_id, received_at);
 
--- Clicks per affiliate and hour (affiliate 0 collects unknown codes).
-CREATE TABLE IF NOT EXISTS {db}.clicks_hourly (
+-- The rollups are shaped for the questions the api asks: per affiliate and UTC day
+-- (performance over whole days, daily charts) and per affiliate for all time (the
+-- lifetime figures of listings and details). Affiliate 0 collects unknown codes.
+-- Unique visitors are kept as exact sets, merged across the days asked for.
+CREATE TABLE IF NOT EXISTS {db}.clicks_daily (
     affiliate_id         UInt64,
-    hour                 DateTime,
+    day                  Date,
     raw_clicks           AggregateFunction(sum, UInt64),
     valid_clicks         AggregateFunction(sum, UInt64),
     bot_clicks           AggregateFunction(sum, UInt64),
@@ -40,13 +44,15 @@ CREATE TABLE IF NOT EXISTS {db}.clicks_hourly (
     rate_limited_clicks  AggregateFunction(sum, UInt64),
     unique_visitors      AggregateFunction(uniqExactIf, UInt64, UInt8)
 ) ENGINE = AggregatingMergeTree
-PARTITION BY toYYYYMM(hour)
-ORDER BY (affiliate_id, hour);
+PARTITION BY toYYYYMM(day)
+ORDER BY (affiliate_id, day)
+-- Each row holds a set of visitors: small granules, so a query reads the rows it asks for.
+SETTINGS index_granularity = 128;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.clicks_hourly_mv TO {db}.clicks_hourly AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.clicks_daily_mv TO {db}.clicks_daily AS
 SELECT
     affiliate_id,
-    toStartOfHour(received_at) AS hour,
+    toDate(received_at) AS day,
     sumState(toUInt64(1)) AS raw_clicks,
     sumState(toUInt64(verdict = 'valid')) AS valid_clicks,
     sumState(toUInt64(verdict = 'bot')) AS bot_clicks,
@@ -56,7 +62,25 @@ SELECT
     sumState(toUInt64(verdict = 'rate_limited')) AS rate_limited_clicks,
     uniqExactIfState(visitor, verdict = 'valid') AS unique_visitors
 FROM {db}.clicks_raw
-GROUP BY affiliate_id, hour;
+GROUP BY affiliate_id, day;
+
+CREATE TABLE IF NOT EXISTS {db}.clicks_lifetime (
+    affiliate_id         UInt64,
+    raw_clicks           AggregateFunction(sum, UInt64),
+    valid_clicks         AggregateFunction(sum, UInt64),
+    unique_visitors      AggregateFunction(uniqExactIf, UInt64, UInt8)
+) ENGINE = AggregatingMergeTree
+ORDER BY affiliate_id
+SETTINGS index_granularity = 16;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.clicks_lifetime_mv TO {db}.clicks_lifetime AS
+SELECT
+    affiliate_id,
+    sumState(toUInt64(1)) AS raw_clicks,
+    sumState(toUInt64(verdict = 'valid')) AS valid_clicks,
+    uniqExactIfState(visitor, verdict = 'valid') AS unique_visitors
+FROM {db}.clicks_raw
+GROUP BY affiliate_id;
 
 -- Every conversion message with its verdict: valid (counted), duplicate (a repeated
 -- event id), unattributed (parked in Postgres with the reason), invalid (undecodable, parked).
@@ -79,10 +103,11 @@ CREATE TABLE IF NOT EXISTS {db}.conversions_raw (
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (affiliate_id, occurred_at);
 
--- Conversions per affiliate and hour of occurrence; only valid ones count.
-CREATE TABLE IF NOT EXISTS {db}.conversions_hourly (
+-- Conversions per affiliate and UTC day of occurrence, and for all time; only valid
+-- ones count.
+CREATE TABLE IF NOT EXISTS {db}.conversions_daily (
     affiliate_id          UInt64,
-    hour                  DateTime,
+    day                   Date,
     signups               UInt64,
     purchases             UInt64,
     refunds               UInt64,
@@ -91,13 +116,14 @@ CREATE TABLE IF NOT EXISTS {db}.conversions_hourly (
     commission_cents      Int64,
     reversed_cents        Int64
 ) ENGINE = SummingMergeTree
-PARTITION BY toYYYYMM(hour)
-ORDER BY (affiliate_id, hour);
+PARTITION BY toYYYYMM(day)
+ORDER BY (affiliate_id, day)
+SETTINGS index_granularity = 1024;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.conversions_hourly_mv TO {db}.conversions_hourly AS
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.conversions_daily_mv TO {db}.conversions_daily AS
 SELECT
     affiliate_id,
-    toStartOfHour(occurred_at) AS hour,
+    toDate(occurred_at) AS day,
     sum(toUInt64(kind = 'signup')) AS signups,
     sum(toUInt64(kind = 'purchase')) AS purchases,
     sum(toUInt64(kind = 'refund')) AS refunds,
@@ -107,7 +133,34 @@ SELECT
     sum(if(kind = 'refund', commission_amount_cents, 0)) AS reversed_cents
 FROM {db}.conversions_raw
 WHERE verdict = 'valid'
-GROUP BY affiliate_id, hour;
+GROUP BY affiliate_id, day;
+
+CREATE TABLE IF NOT EXISTS {db}.conversions_lifetime (
+    affiliate_id          UInt64,
+    signups               UInt64,
+    purchases             UInt64,
+    refunds               UInt64,
+    sales_cents           Int64,
+    refunded_cents        Int64,
+    commission_cents      Int64,
+    reversed_cents        Int64
+) ENGINE = SummingMergeTree
+ORDER BY affiliate_id
+SETTINGS index_granularity = 256;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.conversions_lifetime_mv TO {db}.conversions_lifetime AS
+SELECT
+    affiliate_id,
+    sum(toUInt64(kind = 'signup')) AS signups,
+    sum(toUInt64(kind = 'purchase')) AS purchases,
+    sum(toUInt64(kind = 'refund')) AS refunds,
+    sum(if(kind = 'purchase', amount_cents, 0)) AS sales_cents,
+    sum(if(kind = 'refund', amount_cents, 0)) AS refunded_cents,
+    sum(if(kind = 'purchase', commission_amount_cents, 0)) AS commission_cents,
+    sum(if(kind = 'refund', commission_amount_cents, 0)) AS reversed_cents
+FROM {db}.conversions_raw
+WHERE verdict = 'valid'
+GROUP BY affiliate_id;
 
 -- The aggregator's progress in ClickHouse: the next offset per topic partition, written
 -- by the same INSERT as the raw rows it covers (through these views).
@@ -127,3 +180,11 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.conversions_offsets_mv TO {db}.sink_
 SELECT kafka_topic AS topic, kafka_partition, maxState(kafka_offset + 1) AS next_offset
 FROM {db}.conversions_raw
 GROUP BY kafka_topic, kafka_partition;
+
+-- The hourly rollups of earlier versions, replaced by the daily and lifetime ones: no
+-- longer fed or read. (A stack made before them keeps its raw rows; its new rollups
+-- count from the upgrade on.)
+DROP TABLE IF EXISTS {db}.clicks_hourly_mv;
+DROP TABLE IF EXISTS {db}.conversions_hourly_mv;
+DROP TABLE IF EXISTS {db}.clicks_hourly;
+DROP TABLE IF EXISTS {db}.conversions_hourly;

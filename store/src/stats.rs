@@ -1,14 +1,15 @@
-//! Queries over ClickHouse's hourly rollups (never the raw tables): one affiliate over a
-//! range, or several affiliates at once (a page of a listing). Ranges are
-//! half-open `[from, to)` in UTC; money is in cents.
+//! Queries over ClickHouse's rollups (never the raw tables), shaped for the questions
+//! the api asks: the lifetime figures of a page of affiliates, and one affiliate's
+//! figures over whole UTC days together with the period before, each in one query.
+//! Money is in cents.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::NaiveDate;
 use clickhouse::Client;
 use reftrack_domain::{Money, Percent};
 
-/// Counts and money of a set of hours.
+/// Counts and money of a set of days (or of all time).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     pub raw_clicks: u64,
@@ -45,39 +46,11 @@ impl Stats {
     }
 }
 
-/// The click and conversion columns of [`Stats`], joined on `key` (affiliate or day).
-/// Unique visitors are merged across the range, not summed per hour.
-const STATS_BY: &str = "
-SELECT key,
-       c.raw_clicks, c.valid_clicks, c.unique_clicks, c.bot_clicks, c.prefetch_clicks,
-       c.duplicate_clicks, c.unknown_code_clicks, c.rate_limited_clicks,
-       v.signups, v.purchases, v.refunds, v.sales_cents, v.refunded_cents, v.commission_cents, v.reversed_cents
-FROM (
-    SELECT {key} AS key,
-           sumMerge(raw_clicks) AS raw_clicks, sumMerge(valid_clicks) AS valid_clicks,
-           uniqExactIfMerge(unique_visitors) AS unique_clicks, sumMerge(bot_clicks) AS bot_clicks,
-           sumMerge(prefetch_clicks) AS prefetch_clicks, sumMerge(duplicate_clicks) AS duplicate_clicks,
-           sumMerge(unknown_code_clicks) AS unknown_code_clicks, sumMerge(rate_limited_clicks) AS rate_limited_clicks
-    FROM clicks_hourly WHERE {filter} AND hour >= toDateTime(?) AND hour < toDateTime(?)
-    GROUP BY key
-) AS c
-FULL OUTER JOIN (
-    SELECT {key} AS key,
-           sum(signups) AS signups, sum(purchases) AS purchases, sum(refunds) AS refunds,
-           sum(sales_cents) AS sales_cents, sum(refunded_cents) AS refunded_cents,
-           sum(commission_cents) AS commission_cents, sum(reversed_cents) AS reversed_cents
-    FROM conversions_hourly WHERE {filter} AND hour >= toDateTime(?) AND hour < toDateTime(?)
-    GROUP BY key
-) AS v USING key";
-
-fn secs(t: DateTime<Utc>) -> u32 {
-    t.timestamp().clamp(0, i64::from(u32::MAX)) as u32
-}
-
-/// A row of [`STATS_BY`]: the key (affiliate id, day number or 0) and the columns of [`Stats`].
+/// A row of the daily query: the key (1: the period asked for, 0: the one before) and the
+/// columns of [`Stats`].
 #[derive(serde::Deserialize, clickhouse::Row)]
-struct KeyedRow {
-    key: u64,
+struct DailyRow {
+    key: u8,
     raw_clicks: u64,
     valid_clicks: u64,
     unique_clicks: u64,
@@ -95,9 +68,9 @@ struct KeyedRow {
     reversed_cents: i64,
 }
 
-impl KeyedRow {
-    fn split(self) -> (u64, Stats) {
-        let stats = Stats {
+impl DailyRow {
+    fn stats(&self) -> Stats {
+        Stats {
             raw_clicks: self.raw_clicks,
             valid_clicks: self.valid_clicks,
             unique_clicks: self.unique_clicks,
@@ -113,68 +86,140 @@ impl KeyedRow {
             refunded_cents: self.refunded_cents,
             commission_cents: self.commission_cents,
             reversed_cents: self.reversed_cents,
-        };
-        (self.key, stats)
+        }
     }
 }
 
-/// Runs [`STATS_BY`] grouped by `key` (an SQL expression of `affiliate_id` and `hour`)
-/// over the hours matching `filter` in `[from, to)`.
-async fn stats_by(
-    client: &Client,
-    key: &str,
-    filter: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> clickhouse::error::Result<Vec<(u64, Stats)>> {
-    let sql = STATS_BY
-        .replace("{key}", &format!("toUInt64({key})"))
-        .replace("{filter}", filter);
-    let rows: Vec<KeyedRow> = client
-        .query(&sql)
-        .bind(secs(from))
-        .bind(secs(to))
-        .bind(secs(from))
-        .bind(secs(to))
-        .fetch_all()
-        .await?;
-    Ok(rows.into_iter().map(KeyedRow::split).collect())
-}
+/// Both periods of [`period_and_previous`]: unique visitors are merged within each
+/// period, never summed across days.
+const PERIODS: &str = "
+SELECT key,
+       c.raw_clicks, c.valid_clicks, c.unique_clicks, c.bot_clicks, c.prefetch_clicks,
+       c.duplicate_clicks, c.unknown_code_clicks, c.rate_limited_clicks,
+       v.signups, v.purchases, v.refunds, v.sales_cents, v.refunded_cents, v.commission_cents, v.reversed_cents
+FROM (
+    SELECT toUInt8(day >= toDate(?)) AS key,
+           sumMerge(raw_clicks) AS raw_clicks, sumMerge(valid_clicks) AS valid_clicks,
+           uniqExactIfMerge(unique_visitors) AS unique_clicks, sumMerge(bot_clicks) AS bot_clicks,
+           sumMerge(prefetch_clicks) AS prefetch_clicks, sumMerge(duplicate_clicks) AS duplicate_clicks,
+           sumMerge(unknown_code_clicks) AS unknown_code_clicks, sumMerge(rate_limited_clicks) AS rate_limited_clicks
+    FROM clicks_daily
+    WHERE affiliate_id = ? AND day >= toDate(?) AND day <= toDate(?)
+    GROUP BY key
+) AS c
+FULL OUTER JOIN (
+    SELECT toUInt8(day >= toDate(?)) AS key,
+           sum(signups) AS signups, sum(purchases) AS purchases, sum(refunds) AS refunds,
+           sum(sales_cents) AS sales_cents, sum(refunded_cents) AS refunded_cents,
+           sum(commission_cents) AS commission_cents, sum(reversed_cents) AS reversed_cents
+    FROM conversions_daily
+    WHERE affiliate_id = ? AND day >= toDate(?) AND day <= toDate(?)
+    GROUP BY key
+) AS v USING key";
 
-/// One affiliate over `[from, to)`.
-pub async fn affiliate(
+/// One affiliate over the whole UTC days `[from, to]`, and over the period of the same
+/// length just before it (for trends): one query.
+pub async fn period_and_previous(
     client: &Client,
     affiliate_id: i64,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> clickhouse::error::Result<Stats> {
-    let rows = stats_by(
-        client,
-        "affiliate_id",
-        &format!("affiliate_id = {affiliate_id}"),
-        from,
-        to,
-    )
-    .await?;
-    Ok(rows.into_iter().next().map(|(_, s)| s).unwrap_or_default())
+    from: NaiveDate,
+    to: NaiveDate,
+) -> clickhouse::error::Result<(Stats, Stats)> {
+    let days = (to - from).num_days() + 1;
+    let before = from - chrono::Duration::days(days);
+    let (from, to, before) = (from.to_string(), to.to_string(), before.to_string());
+    let rows: Vec<DailyRow> = client
+        .query(PERIODS)
+        .bind(&from)
+        .bind(affiliate_id)
+        .bind(&before)
+        .bind(&to)
+        .bind(&from)
+        .bind(affiliate_id)
+        .bind(&before)
+        .bind(&to)
+        .fetch_all()
+        .await?;
+    let period = |key: u8| {
+        rows.iter()
+            .find(|r| r.key == key)
+            .map(DailyRow::stats)
+            .unwrap_or_default()
+    };
+    Ok((period(1), period(0)))
 }
 
-/// Several affiliates over `[from, to)` (e.g. a page of a listing).
-pub async fn affiliates(
+/// One affiliate over the whole UTC days `[from, to]`.
+pub async fn days(
+    client: &Client,
+    affiliate_id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> clickhouse::error::Result<Stats> {
+    // The period before `from` is the second key of the same query; it is not used.
+    Ok(period_and_previous(client, affiliate_id, from, to).await?.0)
+}
+
+#[derive(serde::Deserialize, clickhouse::Row)]
+struct LifetimeRow {
+    affiliate_id: u64,
+    raw_clicks: u64,
+    valid_clicks: u64,
+    unique_clicks: u64,
+    signups: u64,
+    purchases: u64,
+    refunds: u64,
+    sales_cents: i64,
+    refunded_cents: i64,
+    commission_cents: i64,
+    reversed_cents: i64,
+}
+
+/// Several affiliates since their beginning (a page of a listing, or one detail): one
+/// query over the lifetime rollups, a handful of rows per affiliate.
+pub async fn lifetime(
     client: &Client,
     ids: &[i64],
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
 ) -> clickhouse::error::Result<HashMap<i64, Stats>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let list = ids
-        .iter()
-        .map(|id| id.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    let filter = format!("affiliate_id IN ({list})");
-    let rows = stats_by(client, "affiliate_id", &filter, from, to).await?;
-    Ok(rows.into_iter().map(|(id, s)| (id as i64, s)).collect())
+    // Literal ids (integers only): an IN list the index reads directly.
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let sql = format!(
+        "SELECT affiliate_id, c.raw_clicks, c.valid_clicks, c.unique_clicks,
+                v.signups, v.purchases, v.refunds, v.sales_cents, v.refunded_cents,
+                v.commission_cents, v.reversed_cents
+         FROM (
+             SELECT affiliate_id, sumMerge(raw_clicks) AS raw_clicks, sumMerge(valid_clicks) AS valid_clicks,
+                    uniqExactIfMerge(unique_visitors) AS unique_clicks
+             FROM clicks_lifetime WHERE affiliate_id IN ({list}) GROUP BY affiliate_id
+         ) AS c
+         FULL OUTER JOIN (
+             SELECT affiliate_id, sum(signups) AS signups, sum(purchases) AS purchases, sum(refunds) AS refunds,
+                    sum(sales_cents) AS sales_cents, sum(refunded_cents) AS refunded_cents,
+                    sum(commission_cents) AS commission_cents, sum(reversed_cents) AS reversed_cents
+             FROM conversions_lifetime WHERE affiliate_id IN ({list}) GROUP BY affiliate_id
+         ) AS v USING affiliate_id"
+    );
+    let rows: Vec<LifetimeRow> = client.query(&sql).fetch_all().await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let stats = Stats {
+                raw_clicks: r.raw_clicks,
+                valid_clicks: r.valid_clicks,
+                unique_clicks: r.unique_clicks,
+                signups: r.signups,
+                purchases: r.purchases,
+                refunds: r.refunds,
+                sales_cents: r.sales_cents,
+                refunded_cents: r.refunded_cents,
+                commission_cents: r.commission_cents,
+                reversed_cents: r.reversed_cents,
+                ..Stats::default()
+            };
+            (r.affiliate_id as i64, stats)
+        })
+        .collect())
 }

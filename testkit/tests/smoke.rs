@@ -150,9 +150,11 @@ async fn clickhouse_insert_and_select_through_the_crate() {
         .unwrap();
     for table in [
         "clicks_raw",
-        "clicks_hourly",
+        "clicks_daily",
+        "clicks_lifetime",
         "conversions_raw",
-        "conversions_hourly",
+        "conversions_daily",
+        "conversions_lifetime",
         "sink_offsets",
     ] {
         assert!(

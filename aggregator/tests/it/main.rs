@@ -185,14 +185,14 @@ pub async fn behind(stack: &TestStack, ends: &Ends) -> i64 {
         .sum()
 }
 
-/// Rollup stats of one affiliate, over a day either side of now.
+/// Rollup stats of one affiliate, over two days either side of today.
 pub async fn rollup(stack: &TestStack, affiliate: i64) -> Stats {
-    let now = Utc::now();
-    stats::affiliate(
+    let today = Utc::now().date_naive();
+    stats::days(
         &stack.clickhouse_client(),
         affiliate,
-        now - chrono::Duration::days(2),
-        now + chrono::Duration::days(2),
+        today - chrono::Days::new(2),
+        today + chrono::Days::new(2),
     )
     .await
     .unwrap()

@@ -164,8 +164,11 @@ async fn parked_conversions_are_listed_and_re_driven_once_their_cause_is_fixed()
 
     reftrack_testkit::wait::until(
         std::time::Duration::from_secs(60),
-        "the re-driven purchase is applied",
-        || async { totals(&stack, id).await.0 == "5.00" },
+        "the re-driven purchase is applied in both stores",
+        // Postgres commits before ClickHouse has the rows: wait for both.
+        || async {
+            totals(&stack, id).await.0 == "5.00" && rollup(&stack, id).await.purchases == 1
+        },
     )
     .await
     .unwrap();

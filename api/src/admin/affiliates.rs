@@ -7,11 +7,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use reftrack_common::envelope::Envelope;
 use reftrack_common::input::query_object;
 use reftrack_domain::Rate;
-use reftrack_store::stats::{self, Stats};
+use reftrack_store::stats::Stats;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -41,11 +40,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(deactivate))
 }
 
-/// Since the beginning, through tomorrow (clock skew).
-fn lifetime() -> (DateTime<Utc>, DateTime<Utc>) {
-    (DateTime::UNIX_EPOCH, Utc::now() + chrono::Duration::days(1))
-}
-
 fn list_metrics(s: &Stats) -> ListMetrics {
     ListMetrics {
         total_sales: s.net_sales(),
@@ -69,8 +63,7 @@ pub async fn list(
     let (paging, filters) = ListQuery::parse(&query).map_err(ApiError::Invalid)?;
     let (total, rows) = db::list(&state.pool, &filters, paging).await?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let (from, to) = lifetime();
-    let stats = stats::affiliates(&state.clickhouse, &ids, from, to).await?;
+    let stats = state.cache.lifetime(&state.clickhouse, &ids).await?;
     let results = rows
         .into_iter()
         .map(|row| ListItem {
@@ -154,10 +147,7 @@ pub async fn detail(
     let id = id(&raw)?;
     let row = db::find(&state.pool, id).await?;
     let methods = db::payment_methods(&state.pool, id).await?;
-    let metrics = state
-        .cache
-        .get_or_compute(&format!("detail:{id}"), lifetime_metrics(&state, id))
-        .await?;
+    let metrics = lifetime_metrics(&state, id).await?;
     let detail = Detail {
         address: row.has_address().then(|| AddressView {
             street: row.address_street.clone(),
@@ -197,8 +187,12 @@ pub async fn detail(
 }
 
 async fn lifetime_metrics(state: &AppState, id: i64) -> Result<DetailMetrics, ApiError> {
-    let (from, to) = lifetime();
-    let s = stats::affiliate(&state.clickhouse, id, from, to).await?;
+    let s = state
+        .cache
+        .lifetime(&state.clickhouse, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
     let customers = db::paying_customers(&state.pool, id).await?;
     let list = list_metrics(&s);
     Ok(DetailMetrics {

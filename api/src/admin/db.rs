@@ -92,23 +92,42 @@ fn push_filters<'a>(query: &mut QueryBuilder<'a, Postgres>, filters: &'a ListQue
     }
 }
 
-/// One page of affiliates matching `filters`, newest first, and how many match.
+/// A row of a listing, with how many rows the whole listing has.
+#[derive(sqlx::FromRow)]
+struct Counted {
+    #[sqlx(flatten)]
+    row: AffiliateRow,
+    total_count: i64,
+}
+
+/// One page of affiliates matching `filters`, newest first, and how many match: one
+/// query (a second one only for a page past the end, which has no row to carry the count).
 pub async fn list(
     pool: &PgPool,
     filters: &ListQuery,
     paging: Paging,
 ) -> sqlx::Result<(i64, Vec<AffiliateRow>)> {
-    let mut count = QueryBuilder::new("SELECT count(*) FROM affiliates a");
-    push_filters(&mut count, filters);
-    let total: i64 = count.build_query_scalar().fetch_one(pool).await?;
-    let mut page = QueryBuilder::new(AFFILIATE);
+    let mut page = QueryBuilder::new(AFFILIATE.replacen(
+        "SELECT a.id,",
+        "SELECT count(*) OVER () AS total_count, a.id,",
+        1,
+    ));
     push_filters(&mut page, filters);
     page.push(" ORDER BY a.created_at DESC, a.id DESC LIMIT ")
         .push_bind(paging.size)
         .push(" OFFSET ")
         .push_bind(paging.offset());
-    let rows = page.build_query_as().fetch_all(pool).await?;
-    Ok((total, rows))
+    let rows: Vec<Counted> = page.build_query_as().fetch_all(pool).await?;
+    let total = match rows.first() {
+        Some(first) => first.total_count,
+        None if paging.page > 1 => {
+            let mut count = QueryBuilder::new("SELECT count(*) FROM affiliates a");
+            push_filters(&mut count, filters);
+            count.build_query_scalar().fetch_one(pool).await?
+        }
+        None => 0,
+    };
+    Ok((total, rows.into_iter().map(|c| c.row).collect()))
 }
 
 fn email_taken(err: &sqlx::Error) -> bool {

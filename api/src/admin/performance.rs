@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{NaiveDate, Utc};
 use reftrack_store::stats::{self, Stats};
 use rust_decimal::Decimal;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,10 +20,6 @@ use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(performance))
-}
-
-fn day_start(day: NaiveDate) -> DateTime<Utc> {
-    day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc()
 }
 
 /// Signed whole percentage change: "+15%", "-8%". From nothing to something is "+100%".
@@ -92,14 +88,7 @@ async fn compute_performance(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Performance, ApiError> {
-    let days = (to - from).num_days() + 1;
-    let end = day_start(to) + chrono::Duration::days(1);
-    let start = day_start(from);
-    let before = start - chrono::Duration::days(days);
-    let (current, previous) = tokio::try_join!(
-        stats::affiliate(&state.clickhouse, id, start, end),
-        stats::affiliate(&state.clickhouse, id, before, start),
-    )?;
+    let (current, previous) = stats::period_and_previous(&state.clickhouse, id, from, to).await?;
     let metrics = period_metrics(&current);
     let earlier = period_metrics(&previous);
     Ok(Performance {
