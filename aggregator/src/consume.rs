@@ -53,7 +53,8 @@ pub enum Rewind {
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
-    pub payload: Vec<u8>,
+    /// Shared, so that the batch stages hand records on without copying them.
+    pub payload: bytes::Bytes,
     /// Sent again by ingest (from its spill): the broker may hold it twice.
     pub resent: bool,
 }
@@ -284,7 +285,9 @@ impl TopicConsumer {
                     return Record {
                         partition: message.partition(),
                         offset: message.offset(),
-                        payload: message.payload().unwrap_or_default().to_vec(),
+                        payload: bytes::Bytes::copy_from_slice(
+                            message.payload().unwrap_or_default(),
+                        ),
                         resent: message.headers().is_some_and(|headers| {
                             headers
                                 .iter()

@@ -691,7 +691,7 @@ mod tests {
             .map(|offset| Record {
                 partition,
                 offset,
-                payload: vec![],
+                payload: bytes::Bytes::new(),
                 resent: false,
             })
             .collect()

@@ -178,7 +178,7 @@ impl Positions {
                 expected: self.postgres_next(record.partition),
                 base: self.base(record.partition),
                 next: record.offset + 1,
-                last_record: record.payload.clone(),
+                last_record: record.payload.to_vec(),
             })
             .collect()
     }

@@ -90,7 +90,7 @@ impl ClickState {
         } else {
             ClickVerdict::Valid
         };
-        metrics::counter!(m::CLICKS, "verdict" => verdict.as_str()).increment(1);
+        m::ClickCounters::get().verdict(verdict).increment(1);
 
         let code_text: Cow<'_, str> = match &code {
             Some(code) => Cow::Borrowed(code.as_str()),

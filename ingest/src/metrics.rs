@@ -97,3 +97,32 @@ fn start_at_zero() {
     }
     counter!(CONVERSIONS, "type" => "unknown", "outcome" => "invalid").increment(0);
 }
+
+/// The counters every click moves, looked up once: a registry lookup per click costs
+/// more than the increment (the click path's budget is a few microseconds).
+pub struct ClickCounters {
+    by_verdict: Vec<(reftrack_events::ClickVerdict, metrics::Counter)>,
+    pub produced: metrics::Counter,
+}
+
+impl ClickCounters {
+    pub fn get() -> &'static ClickCounters {
+        static COUNTERS: std::sync::OnceLock<ClickCounters> = std::sync::OnceLock::new();
+        COUNTERS.get_or_init(|| ClickCounters {
+            by_verdict: reftrack_events::ClickVerdict::ALL
+                .iter()
+                .map(|v| (*v, metrics::counter!(CLICKS, "verdict" => v.as_str())))
+                .collect(),
+            produced: metrics::counter!(EVENTS_PRODUCED, "topic" => "clicks"),
+        })
+    }
+
+    pub fn verdict(&self, verdict: reftrack_events::ClickVerdict) -> &metrics::Counter {
+        &self
+            .by_verdict
+            .iter()
+            .find(|(v, _)| *v == verdict)
+            .expect("every verdict has a counter")
+            .1
+    }
+}

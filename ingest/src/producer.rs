@@ -114,7 +114,7 @@ impl ProducerContext for ClickContext {
         match result {
             Ok(_) => {
                 self.0.health.delivered();
-                metrics::counter!(m::EVENTS_PRODUCED, "topic" => "clicks").increment(1);
+                m::ClickCounters::get().produced.increment(1);
                 if opaque == REPLAYED {
                     metrics::counter!(m::EVENTS_REPLAYED).increment(1);
                 }
@@ -186,8 +186,10 @@ impl ClickProducer {
                 "message.timeout.ms",
                 config.spill_after.as_millis().to_string(),
             )
+            // Large batches: the broker's work is per request and per batch far more
+            // than per message, and a click need not reach Kafka within milliseconds.
             .set("batch.num.messages", "10000")
-            .set("linger.ms", "10")
+            .set("linger.ms", "50")
             .set("statistics.interval.ms", "5000");
         let producer = Self::create(&settings, &context)?;
         Ok(Self {

@@ -21,7 +21,7 @@ pub struct Copies {
 
 #[derive(Debug, Default)]
 struct Recent {
-    first_seen: HashMap<Uuid, i64>,
+    first_seen: HashMap<Uuid, i64, foldhash::fast::RandomState>,
     order: VecDeque<(i64, Uuid)>,
 }
 

@@ -23,6 +23,8 @@ use crate::positions::{self, FromMessage, Positions, Sink};
 use copies::Copies;
 use verdicts::{Candidate, Verdicts};
 
+/// Every how many clicks one's freshness is recorded.
+const FRESHNESS_SAMPLE: usize = 8;
 /// ClickHouse's verdict for a message that could not be decoded (it is parked in Postgres).
 const INVALID: i8 = 7;
 
@@ -292,11 +294,14 @@ impl ClickSink {
         let now_ms = chrono::Utc::now().timestamp_millis();
         let freshness = metrics::histogram!(m::FRESHNESS, "topic" => "clicks");
         let mut verdicts: HashMap<ClickVerdict, u64> = HashMap::new();
-        for click in rows.iter().filter(|c| !c.copy) {
+        for (i, click) in rows.iter().filter(|c| !c.copy).enumerate() {
             let row = ClickRow::new(&self.topic, click);
             if let Some(event) = &click.event {
                 *verdicts.entry(click.verdict).or_default() += 1;
-                freshness.record((now_ms - event.received_at_ms).max(0) as f64 / 1000.0);
+                // One click in eight is enough for the quantiles, at an eighth of the cost.
+                if i % FRESHNESS_SAMPLE == 0 {
+                    freshness.record((now_ms - event.received_at_ms).max(0) as f64 / 1000.0);
+                }
             }
             insert.write(&row).await?;
         }

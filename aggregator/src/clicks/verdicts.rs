@@ -22,7 +22,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 
 use clickhouse::Client;
 use reftrack_events::ClickVerdict;
@@ -58,7 +58,7 @@ struct PartitionState {
     next: i64,
     /// The latest click time among the candidates seen.
     watermark: i64,
-    visitors: HashMap<u64, Visitor>,
+    visitors: HashMap<u64, Visitor, foldhash::fast::RandomState>,
     since_prune: u32,
 }
 
@@ -79,12 +79,10 @@ impl Visitor {
     }
 }
 
-/// The state's key of a visitor on a code.
+/// The state's key of a visitor on a code: a fast hash with a fixed seed (the key is
+/// rebuilt from ClickHouse the same way; it is never stored).
 fn key(code: &str, visitor: u64) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    code.hash(&mut hasher);
-    visitor.hash(&mut hasher);
-    hasher.finish()
+    foldhash::fast::FixedState::with_seed(0x7265_6674_7261_636b).hash_one((code, visitor))
 }
 
 impl PartitionState {

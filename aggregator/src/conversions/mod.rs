@@ -185,12 +185,7 @@ impl ConversionSink {
 
         let payloads: HashMap<(i32, i64), &[u8]> = needed
             .iter()
-            .map(|c| {
-                (
-                    (c.record.partition, c.record.offset),
-                    c.record.payload.as_slice(),
-                )
-            })
+            .map(|c| ((c.record.partition, c.record.offset), &c.record.payload[..]))
             .collect();
         let mut parked: Vec<Parked<'_>> = needed
             .iter()
