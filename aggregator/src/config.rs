@@ -70,7 +70,7 @@ pub struct Config {
     pub batch_max_events: u32,
 
     /// Longest wait, in milliseconds, for a batch to fill before it is written anyway.
-    #[arg(long = "batch-max-wait-ms", env = "BATCH_MAX_WAIT_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    #[arg(long = "batch-max-wait-ms", env = "BATCH_MAX_WAIT_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub batch_max_wait_ms: u64,
 
     /// A click by the same visitor on the same code within this many seconds of the
