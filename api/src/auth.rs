@@ -32,6 +32,12 @@ pub struct Claims {
     pub exp: i64,
     pub iat: i64,
     pub jti: String,
+    /// Optional: the product may add the user's name and email to its tokens; a promoter
+    /// created by the promoter API starts with them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// SimpleJWT writes the user id as the user model's primary key: a number, or a string
@@ -64,25 +70,48 @@ impl Tokens {
         }
     }
 
-    /// The user id of a valid access token.
-    pub fn verify(&self, token: &str) -> Option<i64> {
+    /// The promoter a valid access token names.
+    pub fn verify(&self, token: &str) -> Option<Promoter> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()?
             .claims;
         let issued_in_future =
             claims.iat > chrono::Utc::now().timestamp() + self.validation.leeway as i64;
-        (claims.token_type == "access" && !issued_in_future).then_some(claims.user_id)
+        (claims.token_type == "access" && !issued_in_future).then(|| Promoter {
+            user_id: claims.user_id,
+            name: claims
+                .name
+                .filter(|n| !n.trim().is_empty() && n.len() <= 200),
+            email: claims
+                .email
+                .filter(|e| e.len() <= 254 && email_address::EmailAddress::is_valid(e))
+                .map(|e| e.to_lowercase()),
+        })
     }
 
     /// An access token for `user_id`, as SimpleJWT would issue it.
     pub fn issue(&self, user_id: i64, ttl_secs: i64) -> String {
+        self.issue_for(
+            &Promoter {
+                user_id,
+                name: None,
+                email: None,
+            },
+            ttl_secs,
+        )
+    }
+
+    /// An access token for `promoter`, with its name and email as claims when it has them.
+    pub fn issue_for(&self, promoter: &Promoter, ttl_secs: i64) -> String {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             token_type: "access".into(),
-            user_id,
+            user_id: promoter.user_id,
             exp: now + ttl_secs,
             iat: now,
             jti: uuid::Uuid::new_v4().simple().to_string(),
+            name: promoter.name.clone(),
+            email: promoter.email.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail")
@@ -96,9 +125,11 @@ fn bearer(parts: &Parts) -> Option<&str> {
 }
 
 /// A promoter, authenticated by JWT.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Promoter {
     pub user_id: i64,
+    pub name: Option<String>,
+    pub email: Option<String>,
 }
 
 impl FromRequestParts<AppState> for Promoter {
@@ -108,11 +139,14 @@ impl FromRequestParts<AppState> for Promoter {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, PromoterError> {
-        let user_id = bearer(parts)
+        let promoter = bearer(parts)
             .and_then(|token| state.tokens.verify(token))
             .ok_or(ApiError::Unauthorized)?;
-        state.limits.check(&format!("user:{user_id}")).await?;
-        Ok(Promoter { user_id })
+        state
+            .limits
+            .check(&format!("user:{}", promoter.user_id))
+            .await?;
+        Ok(promoter)
     }
 }
 

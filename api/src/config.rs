@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use reftrack_common::config::{
-    CommonConfig, ConfigError, Validate, parse_http_url, parse_secret, require_secret,
+    CommonConfig, ConfigError, Profile, Validate, parse_http_url, parse_secret, require_secret,
 };
 use reftrack_domain::{Money, Rate};
 use secrecy::SecretString;
@@ -51,6 +51,15 @@ pub struct Config {
     /// Seconds a stats response stays cached in Redis.
     #[arg(long = "stats-cache-secs", env = "STATS_CACHE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub stats_cache_secs: u64,
+
+    /// Tests only: the api's clock runs this many seconds ahead (production refuses it).
+    #[arg(
+        long = "clock-offset-secs",
+        env = "CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub clock_offset_secs: i64,
 
     #[command(subcommand)]
     pub command: Option<crate::cli::Command>,
@@ -109,6 +118,11 @@ pub struct Settings {
     #[arg(long = "min-withdrawal-upper", env = "MIN_WITHDRAWAL_UPPER", default_value = "10000.00", value_parser = parse_amount)]
     pub min_withdrawal_upper: Money,
 
+    /// Hours after a payout address changes during which a withdrawal to it is held for
+    /// an admin's review.
+    #[arg(long = "payout-review-hours", env = "PAYOUT_REVIEW_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=720))]
+    pub payout_review_hours: u32,
+
     /// Referrals per page of GET /referrals/.
     #[arg(long = "promoter-page-size", env = "PROMOTER_PAGE_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub promoter_page_size: u32,
@@ -133,6 +147,12 @@ impl Validate for Config {
                 self.jwt_signing_key.as_ref(),
                 DEV_JWT_SIGNING_KEY,
             )?;
+        }
+        if self.clock_offset_secs != 0 && self.common.profile == Profile::Production {
+            return Err(ConfigError::new(
+                "CLOCK_OFFSET_SECS",
+                "is for tests and must not be set when REFTRACK_ENV=production",
+            ));
         }
         if self.promoters.min_withdrawal_lower > self.promoters.min_withdrawal_upper {
             return Err(ConfigError::new(

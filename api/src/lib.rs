@@ -40,6 +40,18 @@ pub struct App {
 impl App {
     /// Connects to every store and applies the schemas.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(
+            config,
+            reftrack_common::clock::Clock::with_offset(config.clock_offset_secs),
+        )
+        .await
+    }
+
+    /// [`App::build`] on `clock`, which tests move forward.
+    pub async fn build_with_clock(
+        config: &Config,
+        clock: reftrack_common::clock::Clock,
+    ) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics();
         crate::metrics::register();
         let pool = config.postgres.connect().await?;
@@ -49,6 +61,7 @@ impl App {
         let redis = config.redis.connect().await?;
         let state = AppState::new(Inner {
             pool: pool.clone(),
+            clock,
             clickhouse: clickhouse.clone(),
             tokens: Tokens::new(&config.jwt_signing_key(), config.jwt_leeway_secs),
             limits: RateLimits {

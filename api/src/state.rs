@@ -18,6 +18,7 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub pool: PgPool,
+    pub clock: reftrack_common::clock::Clock,
     pub clickhouse: clickhouse::Client,
     pub tokens: Tokens,
     pub limits: RateLimits,

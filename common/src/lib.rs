@@ -2,6 +2,7 @@
 //! environment, tracing and Prometheus set-up, an HTTP server with health endpoints
 //! and graceful shutdown, and the one validator of request input.
 
+pub mod clock;
 pub mod config;
 pub mod envelope;
 pub mod http;

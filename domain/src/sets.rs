@@ -24,13 +24,26 @@ closed_set! {
 }
 
 closed_set! {
-    /// A referral's commission: earned, or all of it reversed by refunds.
+    /// A referral's commission as stored: earned, or all of it reversed by refunds.
     CommissionStatus { Earned = "earned", Reversed = "reversed" }
 }
 
 closed_set! {
+    /// Where a referral's commission stands in its lifecycle (the promoter API's
+    /// `commissionStatus`): held until its holding period ends, then payable, then paid;
+    /// or reversed by refunds.
+    CommissionStage { Pending = "pending", Payable = "payable", Paid = "paid", Reversed = "reversed" }
+}
+
+closed_set! {
+    /// How a purchase earns: the affiliate's rate of it, or a flat amount.
+    RewardKind { Percent = "percent", Flat = "flat" }
+}
+
+closed_set! {
     /// A withdrawal request.
-    PayoutStatus { Pending = "pending", Paid = "paid", Cancelled = "cancelled" }
+    /// `review`: held for an admin to look at (the payout address changed shortly before).
+    PayoutStatus { Pending = "pending", Review = "review", Paid = "paid", Cancelled = "cancelled" }
 }
 
 closed_set! {
@@ -57,6 +70,8 @@ closed_set! {
         Undecodable = "undecodable",
         /// Postgres refused the message's data (e.g. an amount beyond its columns).
         Rejected = "rejected by the database",
+        /// The referred user is the affiliate's own product user.
+        SelfReferral = "self-referral",
     }
 }
 

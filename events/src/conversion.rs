@@ -21,6 +21,9 @@ pub struct ConversionEvent {
     pub email: Option<String>,
     /// The referral code, given directly or taken from the click id.
     pub referral_code: String,
+    /// The coupon code the conversion named, when it was attributed by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupon: Option<String>,
     /// The click that brought the user, when the product sent the cookie's click id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub click_id: Option<Uuid>,
@@ -66,6 +69,7 @@ mod tests {
             email: Some("a@b.example".into()),
             referral_code: "6B86B273FF".into(),
             click_id: None,
+            coupon: None,
             amount: Some(Money::new(dec!(19.99)).unwrap()),
             currency: Some("USD".into()),
             original_event_id: None,

@@ -1,4 +1,4 @@
-//! The in-memory directory of referral codes and API keys. The click path reads it with
+//! The in-memory directory of referral codes, coupon codes and API keys. The click path reads it with
 //! one atomic load and no network call; a background task reloads it from Postgres on a
 //! timer and as soon as a NOTIFY says something changed.
 
@@ -26,6 +26,9 @@ pub struct Affiliate {
 #[derive(Debug, Default)]
 pub struct Snapshot {
     codes: HashMap<Box<str>, Affiliate>,
+    /// Live coupon codes → their affiliate's referral code (any affiliate: a coupon of one
+    /// who may not earn is parked by the aggregator, with the reason).
+    coupons: HashMap<Box<str>, Box<str>>,
     /// Active API keys by lookup prefix.
     keys: HashMap<String, StoredKey>,
 }
@@ -33,6 +36,11 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn affiliate(&self, code: &str) -> Option<&Affiliate> {
         self.codes.get(code)
+    }
+
+    /// The referral code a live coupon code stands for.
+    pub fn coupon(&self, code: &str) -> Option<&str> {
+        self.coupons.get(code).map(AsRef::as_ref)
     }
 
     /// The active key `presented` is, if any.
@@ -179,5 +187,19 @@ async fn fetch(pool: &PgPool) -> anyhow::Result<Snapshot> {
         .into_iter()
         .map(|key| (key.prefix.clone(), key))
         .collect();
-    Ok(Snapshot { codes, keys })
+    let coupons: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.code, a.referral_code FROM coupons c JOIN affiliates a ON a.id = c.affiliate_id
+         WHERE c.disabled_at IS NULL AND a.deleted_at IS NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    let coupons = coupons
+        .into_iter()
+        .map(|(coupon, code)| (coupon.into_boxed_str(), code.into_boxed_str()))
+        .collect();
+    Ok(Snapshot {
+        codes,
+        coupons,
+        keys,
+    })
 }

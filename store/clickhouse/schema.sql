@@ -129,7 +129,7 @@ SELECT
     sum(toUInt64(kind = 'refund')) AS refunds,
     sum(if(kind = 'purchase', amount_cents, 0)) AS sales_cents,
     sum(if(kind = 'refund', amount_cents, 0)) AS refunded_cents,
-    sum(if(kind = 'purchase', commission_amount_cents, 0)) AS commission_cents,
+    sum(if(kind IN ('signup', 'purchase'), commission_amount_cents, 0)) AS commission_cents,
     sum(if(kind = 'refund', commission_amount_cents, 0)) AS reversed_cents
 FROM {db}.conversions_raw
 WHERE verdict = 'valid'
@@ -156,7 +156,7 @@ SELECT
     sum(toUInt64(kind = 'refund')) AS refunds,
     sum(if(kind = 'purchase', amount_cents, 0)) AS sales_cents,
     sum(if(kind = 'refund', amount_cents, 0)) AS refunded_cents,
-    sum(if(kind = 'purchase', commission_amount_cents, 0)) AS commission_cents,
+    sum(if(kind IN ('signup', 'purchase'), commission_amount_cents, 0)) AS commission_cents,
     sum(if(kind = 'refund', commission_amount_cents, 0)) AS reversed_cents
 FROM {db}.conversions_raw
 WHERE verdict = 'valid'

@@ -8,6 +8,7 @@
 pub mod affiliates;
 pub mod api_keys;
 pub mod clickhouse;
+pub mod ledger;
 pub mod postgres;
 pub mod redis;
 pub mod stats;

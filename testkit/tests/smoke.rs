@@ -187,7 +187,7 @@ async fn postgres_migrations_are_applied_once_and_idempotently() {
     .await
     .unwrap();
     let (totals, rates): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM affiliate_totals WHERE affiliate_id = $1), (SELECT count(*) FROM commission_rate_history WHERE affiliate_id = $1)",
+        "SELECT (SELECT count(*) FROM affiliate_totals WHERE affiliate_id = $1), (SELECT count(*) FROM affiliate_terms_history WHERE affiliate_id = $1)",
     )
     .bind(id)
     .fetch_one(&stack.pool)

@@ -1,12 +1,20 @@
 //! The commission rules, as a pure function from a batch of conversions and the state
 //! they touch to the rows to write. Kept free of I/O so every rule is unit-tested.
 //!
-//! - A signup creates the referral (a product user is referred once).
-//! - A purchase earns `amount × rate`, the rate in force when the purchase happened,
-//!   rounded half-even to cents; it makes the referral `converted`.
+//! - Every conversion earns under the terms in force when it happened: the program's
+//!   rules (percent or flat reward, signup reward, recurring cap, holding days) and the
+//!   affiliate's own (its rate, else its tier's; its holding days, else the program's).
+//! - A signup creates the referral (a product user is referred once) and earns the
+//!   signup reward, if any.
+//! - A purchase earns `amount × rate` (rounded half-even to cents) or the flat amount; it
+//!   makes the referral `converted`. With a recurring cap of N months, purchases more
+//!   than N months after the user's first purchase earn nothing.
+//! - Each commission is payable once its holding period ends (`available_at`).
 //! - A refund claws back the commission of the purchase it names, in proportion to the
-//!   amount refunded (never more than was earned); the reversal nets against the
-//!   affiliate's balance, hence against the next payout.
+//!   amount refunded (never more than was earned), available when that commission is:
+//!   within the holding period it reverses pending money, after it payable (or paid)
+//!   money, which may carry the balance below zero until later earnings cover it.
+//! - A conversion by the affiliate's own product user (self-referral) is parked.
 //! - A refund read before its purchase waits for it (parked as waiting, with the
 //!   purchase's id) and is applied by the batch that applies the purchase.
 //! - A repeated `event_id` changes nothing. What cannot be applied is parked with why.
@@ -17,7 +25,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use reftrack_domain::{
-    CommissionStatus, InvitationMethod, Money, ParkReason, Rate, ReferralStatus,
+    CommissionStatus, InvitationMethod, Money, ParkReason, Rate, ReferralStatus, RewardKind,
 };
 use reftrack_events::{ConversionEvent, ConversionKind};
 
@@ -37,7 +45,10 @@ pub struct Applied {
     pub user_id: i64,
     pub amount: Money,
     pub commission: Money,
+    /// The rate it earned at; `None` for a flat reward.
     pub rate: Option<Rate>,
+    /// When its commission can be paid (none without commission).
+    pub available_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +64,44 @@ pub struct Referral {
     pub commission_status: Option<CommissionStatus>,
     pub first_event_id: String,
     pub created_at: DateTime<Utc>,
+    /// The user's first purchase: where a recurring cap counts from.
+    pub first_purchase_at: Option<DateTime<Utc>>,
     /// Whether this batch changed it (and so must write it).
     pub changed: bool,
+}
+
+/// The program's rules from `valid_from` on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramRules {
+    pub valid_from: DateTime<Utc>,
+    pub reward_kind: RewardKind,
+    pub flat_amount: Money,
+    pub signup_reward: Money,
+    /// `None`: purchases earn for life.
+    pub recurring_months: Option<u32>,
+    pub holding_days: u32,
+}
+
+/// An affiliate's own terms from `valid_from` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AffiliateTerms {
+    pub valid_from: DateTime<Utc>,
+    /// Its own rate; `None`: its tier's.
+    pub rate: Option<Rate>,
+    pub tier: i16,
+    /// Its own holding period; `None`: the program's.
+    pub holding_days: Option<u32>,
+}
+
+/// What a conversion of an affiliate at a moment earns under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terms {
+    pub rate: Rate,
+    pub reward_kind: RewardKind,
+    pub flat_amount: Money,
+    pub signup_reward: Money,
+    pub recurring_months: Option<u32>,
+    pub holding_days: u32,
 }
 
 /// What Postgres knows that this batch's rules need.
@@ -68,8 +115,14 @@ pub struct State {
     /// Per purchase: (amount refunded, commission reversed) so far.
     pub refunded: HashMap<String, (Money, Money)>,
     pub referrals: HashMap<i64, Referral>,
-    /// Per affiliate: (valid from, rate), sorted by time.
-    pub rates: HashMap<i64, Vec<(DateTime<Utc>, Rate)>>,
+    /// Per affiliate: its own terms over time, sorted by time.
+    pub terms: HashMap<i64, Vec<AffiliateTerms>>,
+    /// Per tier: its default rate over time, sorted by time.
+    pub tier_rates: HashMap<i16, Vec<(DateTime<Utc>, Rate)>>,
+    /// The program's rules over time, sorted by time.
+    pub program: Vec<ProgramRules>,
+    /// Affiliate id → its product user (promoters), for self-referrals.
+    pub owners: HashMap<i64, i64>,
     /// Purchase event id → refunds waiting for it (parked earlier, or earlier in this batch).
     pub waiting: HashMap<String, Vec<Waiting>>,
 }
@@ -84,12 +137,35 @@ pub struct Waiting {
     pub stored: bool,
 }
 
+/// The entry of a time-sorted history in force at `at` (before the first change, the
+/// first applies).
+fn in_force<T>(history: &[T], at: DateTime<Utc>, from: impl Fn(&T) -> DateTime<Utc>) -> Option<&T> {
+    let i = history.partition_point(|entry| from(entry) <= at);
+    history.get(i.saturating_sub(1))
+}
+
 impl State {
-    fn rate_at(&self, affiliate_id: i64, at: DateTime<Utc>) -> Option<Rate> {
-        let history = self.rates.get(&affiliate_id)?;
-        let i = history.partition_point(|(from, _)| *from <= at);
-        // Before the first change, the first rate applies.
-        history.get(i.saturating_sub(1)).map(|(_, rate)| *rate)
+    /// The terms `affiliate_id`'s conversions at `at` earn under; `None` when its history
+    /// is unknown (it could not earn then).
+    pub fn terms_at(&self, affiliate_id: i64, at: DateTime<Utc>) -> Option<Terms> {
+        let own = in_force(self.terms.get(&affiliate_id)?, at, |t| t.valid_from)?;
+        let program = in_force(&self.program, at, |p| p.valid_from)?;
+        let rate = match own.rate {
+            Some(rate) => rate,
+            None => in_force(self.tier_rates.get(&own.tier)?, at, |(from, _)| *from)?.1,
+        };
+        Some(Terms {
+            rate,
+            reward_kind: program.reward_kind,
+            flat_amount: program.flat_amount,
+            signup_reward: program.signup_reward,
+            recurring_months: program.recurring_months,
+            holding_days: own.holding_days.unwrap_or(program.holding_days),
+        })
+    }
+
+    fn is_own_user(&self, affiliate_id: i64, user_id: i64) -> bool {
+        self.owners.get(&affiliate_id) == Some(&user_id)
     }
 
     fn may_earn(&self, affiliate_id: i64) -> bool {
@@ -143,9 +219,10 @@ pub struct LedgerEntry {
     pub affiliate_id: i64,
     pub kind: EntryKind,
     pub amount: Money,
-    pub rate: Rate,
+    pub rate: Option<Rate>,
     pub conversion_event_id: String,
     pub occurred_at: DateTime<Utc>,
+    pub available_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,9 +329,10 @@ fn record(
             affiliate_id: applied.affiliate_id,
             kind,
             amount: applied.commission,
-            rate: rate.unwrap_or_default(),
+            rate,
             conversion_event_id: event.event_id.clone(),
             occurred_at: event.occurred_at,
+            available_at: applied.available_at.unwrap_or(event.occurred_at),
         });
     }
     plan.conversions.push(NewConversion {
@@ -353,29 +431,53 @@ fn attributable(state: &State, code: &str) -> Result<i64, ParkReason> {
     }
 }
 
+/// When a commission earned at `at` under `terms` can be paid.
+fn available_at(terms: &Terms, at: DateTime<Utc>) -> DateTime<Utc> {
+    at + chrono::Duration::days(i64::from(terms.holding_days))
+}
+
+/// Refuses a conversion of the affiliate's own product user.
+fn not_self_referral(
+    state: &State,
+    affiliate_id: i64,
+    event: &ConversionEvent,
+) -> Result<(), ParkReason> {
+    if state.is_own_user(affiliate_id, event.user_id) {
+        return Err(ParkReason::SelfReferral);
+    }
+    Ok(())
+}
+
 fn signup(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkReason> {
     if state.referrals.contains_key(&event.user_id) {
         return Err(ParkReason::AlreadyReferred);
     }
     let affiliate_id = attributable(state, &event.referral_code)?;
-    let rate = state
-        .rate_at(affiliate_id, event.occurred_at)
+    not_self_referral(state, affiliate_id, event)?;
+    let terms = state
+        .terms_at(affiliate_id, event.occurred_at)
         .ok_or(ParkReason::Inactive)?;
     let key = ReferralKey::New {
         user_id: event.user_id,
     };
-    state.referrals.insert(
-        event.user_id,
-        new_referral(key, affiliate_id, event, rate, ReferralStatus::Signup),
-    );
+    let mut referral = new_referral(key, affiliate_id, event, terms.rate, ReferralStatus::Signup);
+    let reward = terms.signup_reward;
+    if reward.is_positive() {
+        referral.commission_amount = reward;
+        referral.commission_status = Some(CommissionStatus::Earned);
+    }
+    state.referrals.insert(event.user_id, referral);
     Ok(Applied {
         kind: ConversionKind::Signup,
         affiliate_id,
         referral: key,
         user_id: event.user_id,
         amount: Money::ZERO,
-        commission: Money::ZERO,
-        rate: Some(rate),
+        commission: reward,
+        rate: None,
+        available_at: reward
+            .is_positive()
+            .then(|| available_at(&terms, event.occurred_at)),
     })
 }
 
@@ -398,6 +500,7 @@ fn new_referral(
         commission_status: None,
         first_event_id: event.event_id.clone(),
         created_at: event.occurred_at,
+        first_purchase_at: None,
         changed: true,
     }
 }
@@ -410,10 +513,10 @@ fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkR
         Some(_) => return Err(ParkReason::Inactive),
         None => attributable(state, &event.referral_code)?,
     };
-    let rate = state
-        .rate_at(affiliate_id, event.occurred_at)
+    not_self_referral(state, affiliate_id, event)?;
+    let terms = state
+        .terms_at(affiliate_id, event.occurred_at)
         .ok_or(ParkReason::Inactive)?;
-    let earned = rate.of(amount);
     let referral = state.referrals.entry(event.user_id).or_insert_with(|| {
         new_referral(
             ReferralKey::New {
@@ -421,10 +524,21 @@ fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkR
             },
             affiliate_id,
             event,
-            rate,
+            terms.rate,
             ReferralStatus::Converted,
         )
     });
+    let first_purchase = *referral.first_purchase_at.get_or_insert(event.occurred_at);
+    let within_cap = terms.recurring_months.is_none_or(|months| {
+        first_purchase
+            .checked_add_months(chrono::Months::new(months))
+            .is_none_or(|end| event.occurred_at < end)
+    });
+    let (earned, rate) = match (within_cap, terms.reward_kind) {
+        (false, _) => (Money::ZERO, None),
+        (true, RewardKind::Percent) => (terms.rate.of(amount), Some(terms.rate)),
+        (true, RewardKind::Flat) => (terms.flat_amount, None),
+    };
     referral.status = ReferralStatus::Converted;
     referral.commission_amount += earned;
     if earned.is_positive() {
@@ -438,7 +552,10 @@ fn purchase(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkR
         user_id: event.user_id,
         amount,
         commission: earned,
-        rate: Some(rate),
+        rate,
+        available_at: earned
+            .is_positive()
+            .then(|| available_at(&terms, event.occurred_at)),
     })
 }
 
@@ -460,11 +577,15 @@ fn refund(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkRea
         // The last refund takes back exactly what is left, leaving no stray cents.
         remaining_commission
     } else {
-        original
-            .rate
-            .unwrap_or_default()
-            .of(amount)
-            .min(remaining_commission)
+        let share = match original.rate {
+            Some(rate) => rate.of(amount),
+            // A flat reward is clawed back in proportion to the amount refunded.
+            None if original.amount.is_positive() => Money::rounded(
+                original.commission.amount() * amount.amount() / original.amount.amount(),
+            ),
+            None => Money::ZERO,
+        };
+        share.min(remaining_commission)
     };
     state.refunded.insert(
         original_id.to_string(),
@@ -485,6 +606,8 @@ fn refund(state: &mut State, event: &ConversionEvent) -> Result<Applied, ParkRea
         amount,
         commission: clawback,
         rate: original.rate,
+        // Reversed money is pending or payable as the money it reverses is.
+        available_at: original.available_at,
     })
 }
 
@@ -544,17 +667,41 @@ mod tests {
         state.codes.insert("SLEEPY".into(), 2);
         state.attributable.insert(1, true);
         state.attributable.insert(2, false);
-        state.rates.insert(
+        state.terms.insert(
             1,
             vec![
-                (DateTime::<Utc>::MIN_UTC, r(dec!(10))),
-                (at("2024-06-01T00:00:00Z"), r(dec!(12.5))),
+                own_rate(DateTime::<Utc>::MIN_UTC, dec!(10)),
+                own_rate(at("2024-06-01T00:00:00Z"), dec!(12.5)),
             ],
         );
         state
-            .rates
-            .insert(2, vec![(DateTime::<Utc>::MIN_UTC, r(dec!(10)))]);
+            .terms
+            .insert(2, vec![own_rate(DateTime::<Utc>::MIN_UTC, dec!(10))]);
+        state.program = vec![program(RewardKind::Percent, 0)];
         state
+    }
+
+    /// An affiliate's own rate from `from` on (tier 1, the program's holding period).
+    fn own_rate(from: DateTime<Utc>, percent: Decimal) -> AffiliateTerms {
+        AffiliateTerms {
+            valid_from: from,
+            rate: Some(r(percent)),
+            tier: 1,
+            holding_days: None,
+        }
+    }
+
+    /// The program's rules from the beginning: `kind`, no flat amount or signup reward,
+    /// for life, `holding_days`.
+    fn program(kind: RewardKind, holding_days: u32) -> ProgramRules {
+        ProgramRules {
+            valid_from: DateTime::<Utc>::MIN_UTC,
+            reward_kind: kind,
+            flat_amount: Money::ZERO,
+            signup_reward: Money::ZERO,
+            recurring_months: None,
+            holding_days,
+        }
     }
 
     fn event(
@@ -571,6 +718,7 @@ mod tests {
             email: Some(format!("u{user}@example.com")),
             referral_code: "ACME".into(),
             click_id: None,
+            coupon: None,
             amount,
             currency: amount.map(|_| "USD".into()),
             original_event_id: None,
@@ -651,8 +799,8 @@ mod tests {
         assert_eq!(
             earned,
             vec![
-                (m(dec!(10.00)), r(dec!(10))),
-                (m(dec!(12.50)), r(dec!(12.5)))
+                (m(dec!(10.00)), Some(r(dec!(10)))),
+                (m(dec!(12.50)), Some(r(dec!(12.5))))
             ]
         );
         assert_eq!(
@@ -943,8 +1091,8 @@ mod tests {
         state.codes.insert("OTHER".into(), 3);
         state.attributable.insert(3, true);
         state
-            .rates
-            .insert(3, vec![(DateTime::<Utc>::MIN_UTC, r(dec!(50)))]);
+            .terms
+            .insert(3, vec![own_rate(DateTime::<Utc>::MIN_UTC, dec!(50))]);
         let mut later = event(
             "p1",
             ConversionKind::Purchase,
@@ -968,5 +1116,158 @@ mod tests {
         );
         assert_eq!(plan.ledger[0].affiliate_id, 1);
         assert_eq!(plan.ledger[0].amount, m(dec!(1.25)));
+    }
+
+    #[test]
+    fn terms_come_from_the_program_the_tier_and_the_affiliate_as_they_were_then() {
+        let mut state = state();
+        state.tier_rates.insert(
+            2,
+            vec![
+                (DateTime::<Utc>::MIN_UTC, r(dec!(12))),
+                (at("2024-06-01T00:00:00Z"), r(dec!(14))),
+            ],
+        );
+        // Affiliate 3: tier 2's rate until it gets its own, with its own holding period.
+        state.terms.insert(
+            3,
+            vec![
+                AffiliateTerms {
+                    valid_from: DateTime::<Utc>::MIN_UTC,
+                    rate: None,
+                    tier: 2,
+                    holding_days: None,
+                },
+                AffiliateTerms {
+                    valid_from: at("2024-07-01T00:00:00Z"),
+                    rate: Some(r(dec!(20))),
+                    tier: 2,
+                    holding_days: Some(7),
+                },
+            ],
+        );
+        state.program = vec![program(RewardKind::Percent, 30)];
+        let terms = |when: &str| state.terms_at(3, at(when)).unwrap();
+        assert_eq!(terms("2024-05-01T00:00:00Z").rate, r(dec!(12)));
+        assert_eq!(terms("2024-06-15T00:00:00Z").rate, r(dec!(14)));
+        assert_eq!(terms("2024-06-15T00:00:00Z").holding_days, 30);
+        let own = terms("2024-08-01T00:00:00Z");
+        assert_eq!((own.rate, own.holding_days), (r(dec!(20)), 7));
+    }
+
+    #[test]
+    fn commissions_are_held_and_a_refund_reverses_them_as_held() {
+        let mut state = state();
+        state.program = vec![program(RewardKind::Percent, 30)];
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                purchase_of("p1", 7, m(dec!(100))),
+                refund_of("r1", "p1", 7, m(dec!(40))),
+            ]),
+        );
+        let available: Vec<_> = plan
+            .ledger
+            .iter()
+            .map(|e| (e.kind, e.available_at))
+            .collect();
+        // The purchase happened on 2024-05-01 (see purchase_of); the refund on 2024-07-01,
+        // after the holding period: it reverses what had become payable.
+        let day = at("2024-05-01T00:00:00Z") + chrono::Duration::days(30);
+        assert_eq!(
+            available,
+            vec![(EntryKind::Earned, day), (EntryKind::Reversed, day)]
+        );
+    }
+
+    #[test]
+    fn flat_rewards_signup_rewards_and_a_recurring_cap() {
+        let mut state = state();
+        state.program = vec![ProgramRules {
+            flat_amount: m(dec!(25)),
+            signup_reward: m(dec!(5)),
+            recurring_months: Some(2),
+            ..program(RewardKind::Flat, 0)
+        }];
+        let mut second = event(
+            "p2",
+            ConversionKind::Purchase,
+            7,
+            Some(m(dec!(80))),
+            "2024-08-31T00:00:00Z",
+        );
+        second.referral_code = "ACME".into();
+        let mut late = second.clone();
+        late.event_id = "p3".into();
+        late.occurred_at = at("2024-09-02T00:00:00Z");
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                event(
+                    "s1",
+                    ConversionKind::Signup,
+                    7,
+                    None,
+                    "2024-06-30T00:00:00Z",
+                ),
+                event(
+                    "p1",
+                    ConversionKind::Purchase,
+                    7,
+                    Some(m(dec!(200))),
+                    "2024-07-01T00:00:00Z",
+                ),
+                second,
+                // Past the two months from the first purchase: it earns nothing.
+                late,
+                refund_of("r1", "p1", 7, m(dec!(50))),
+            ]),
+        );
+        let commissions: Vec<_> = plan
+            .conversions
+            .iter()
+            .map(|c| (c.event_id.as_str(), c.commission))
+            .collect();
+        assert_eq!(
+            commissions,
+            vec![
+                ("s1", m(dec!(5))),
+                ("p1", m(dec!(25))),
+                ("p2", m(dec!(25))),
+                ("p3", Money::ZERO),
+                // A quarter of the purchase refunded: a quarter of its flat reward.
+                ("r1", m(dec!(6.25))),
+            ]
+        );
+        assert_eq!(
+            plan.new_referrals[0].commission_amount,
+            m(dec!(5) + dec!(25) + dec!(25) - dec!(6.25))
+        );
+    }
+
+    #[test]
+    fn an_affiliate_referring_its_own_product_user_is_parked() {
+        let mut state = state();
+        state.owners.insert(1, 7);
+        let plan = plan(
+            &mut state,
+            &positioned(vec![
+                event(
+                    "s1",
+                    ConversionKind::Signup,
+                    7,
+                    None,
+                    "2024-06-30T00:00:00Z",
+                ),
+                purchase_of("p1", 7, m(dec!(100))),
+                purchase_of("p2", 8, m(dec!(100))),
+            ]),
+        );
+        let parked: Vec<_> = plan.parked.iter().map(|p| p.reason).collect();
+        assert_eq!(
+            parked,
+            vec![ParkReason::SelfReferral, ParkReason::SelfReferral]
+        );
+        assert_eq!(plan.conversions.len(), 1);
     }
 }

@@ -12,9 +12,14 @@ use reftrack_events::ConversionKind;
 use reftrack_store::affiliates::MAY_EARN;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use reftrack_domain::{CommissionStatus, InvitationMethod, Money, Rate, ReferralStatus};
+use reftrack_domain::{
+    CommissionStatus, InvitationMethod, Money, Rate, ReferralStatus, RewardKind,
+};
 
-use super::ledger::{Applied, Plan, Position, Referral, ReferralKey, State, Waiting, Wants};
+use super::ledger::{
+    AffiliateTerms, Applied, Plan, Position, ProgramRules, Referral, ReferralKey, State, Waiting,
+    Wants,
+};
 
 type Tx<'t> = Transaction<'t, Postgres>;
 
@@ -28,6 +33,7 @@ struct AppliedRow {
     amount: Option<Money>,
     commission: Money,
     rate: Option<Rate>,
+    available_at: Option<DateTime<Utc>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -43,6 +49,26 @@ struct ReferralRow {
     commission_status: Option<CommissionStatus>,
     first_event_id: String,
     created_at: DateTime<Utc>,
+    first_purchase_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ProgramRow {
+    valid_from: DateTime<Utc>,
+    reward_kind: RewardKind,
+    flat_amount: Money,
+    signup_reward: Money,
+    recurring_months: Option<i32>,
+    holding_days: i32,
+}
+
+#[derive(sqlx::FromRow)]
+struct TermsRow {
+    affiliate_id: i64,
+    valid_from: DateTime<Utc>,
+    rate: Option<Rate>,
+    tier: i16,
+    holding_days: Option<i32>,
 }
 
 /// Orders a batch that may park a refund as waiting against the batches that may apply
@@ -79,8 +105,10 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
 
     let event_ids: Vec<&str> = wants.event_ids.iter().map(String::as_str).collect();
     let applied: Vec<AppliedRow> = sqlx::query_as(
-        "SELECT event_id, kind, affiliate_id, referral_id, user_id, amount, commission, rate
-         FROM conversions WHERE event_id = ANY($1) ORDER BY event_id FOR UPDATE",
+        "SELECT c.event_id, c.kind, c.affiliate_id, c.referral_id, c.user_id, c.amount, c.commission, c.rate,
+                l.available_at
+         FROM conversions c LEFT JOIN ledger_entries l ON l.conversion_event_id = c.event_id
+         WHERE c.event_id = ANY($1) ORDER BY c.event_id FOR UPDATE OF c",
     )
     .bind(&event_ids)
     .fetch_all(&mut **tx)
@@ -102,7 +130,7 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
     let users: Vec<i64> = users.into_iter().collect();
     let referrals: Vec<ReferralRow> = sqlx::query_as(
         "SELECT id, affiliate_id, user_id, email, status, invitation_method, commission_rate,
-                commission_amount, commission_status, first_event_id, created_at
+                commission_amount, commission_status, first_event_id, created_at, first_purchase_at
          FROM referrals WHERE user_id = ANY($1) ORDER BY user_id FOR UPDATE",
     )
     .bind(&users)
@@ -119,6 +147,7 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
                 amount: row.amount.unwrap_or_default(),
                 commission: row.commission,
                 rate: row.rate,
+                available_at: row.available_at,
             },
         );
     }
@@ -137,6 +166,7 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
                 commission_status: row.commission_status,
                 first_event_id: row.first_event_id,
                 created_at: row.created_at,
+                first_purchase_at: row.first_purchase_at,
                 changed: false,
             },
         );
@@ -146,27 +176,71 @@ pub async fn load_state(tx: &mut Tx<'_>, topic: &str, wants: &Wants) -> sqlx::Re
     let mut affiliates: BTreeSet<i64> = state.codes.values().copied().collect();
     affiliates.extend(state.referrals.values().map(|r| r.affiliate_id));
     let affiliates: Vec<i64> = affiliates.into_iter().collect();
-    let standing: Vec<(i64, bool)> = sqlx::query_as(&format!(
-        "SELECT id, {MAY_EARN} FROM affiliates WHERE id = ANY($1)"
+    let standing: Vec<(i64, bool, Option<i64>)> = sqlx::query_as(&format!(
+        "SELECT id, {MAY_EARN}, user_id FROM affiliates WHERE id = ANY($1)"
     ))
     .bind(&affiliates)
     .fetch_all(&mut **tx)
     .await?;
-    state.attributable.extend(standing);
-    let rates: Vec<(i64, DateTime<Utc>, Rate)> = sqlx::query_as(
-        "SELECT affiliate_id, valid_from, rate FROM commission_rate_history
-         WHERE affiliate_id = ANY($1) ORDER BY affiliate_id, valid_from",
-    )
-    .bind(&affiliates)
-    .fetch_all(&mut **tx)
-    .await?;
-    for (affiliate, from, rate) in rates {
-        state.rates.entry(affiliate).or_default().push((from, rate));
+    for (id, may_earn, user_id) in standing {
+        state.attributable.insert(id, may_earn);
+        if let Some(user_id) = user_id {
+            state.owners.insert(id, user_id);
+        }
     }
+    load_terms(tx, &affiliates, &mut state).await?;
     if wants.purchases {
         state.waiting = waiting_refunds(tx, topic, &event_ids).await?;
     }
     Ok(state)
+}
+
+/// The affiliates' terms over time, the tiers' rates and the program's rules.
+async fn load_terms(tx: &mut Tx<'_>, affiliates: &[i64], state: &mut State) -> sqlx::Result<()> {
+    let terms: Vec<TermsRow> = sqlx::query_as(
+        "SELECT affiliate_id, valid_from, rate, tier, holding_days FROM affiliate_terms_history
+         WHERE affiliate_id = ANY($1) ORDER BY affiliate_id, valid_from",
+    )
+    .bind(affiliates)
+    .fetch_all(&mut **tx)
+    .await?;
+    for t in terms {
+        state
+            .terms
+            .entry(t.affiliate_id)
+            .or_default()
+            .push(AffiliateTerms {
+                valid_from: t.valid_from,
+                rate: t.rate,
+                tier: t.tier,
+                holding_days: t.holding_days.map(|d| d.max(0) as u32),
+            });
+    }
+    let tiers: Vec<(i16, DateTime<Utc>, Rate)> =
+        sqlx::query_as("SELECT tier, valid_from, rate FROM tier_rates ORDER BY tier, valid_from")
+            .fetch_all(&mut **tx)
+            .await?;
+    for (tier, from, rate) in tiers {
+        state.tier_rates.entry(tier).or_default().push((from, rate));
+    }
+    let program: Vec<ProgramRow> = sqlx::query_as(
+        "SELECT valid_from, reward_kind, flat_amount, signup_reward, recurring_months, holding_days
+         FROM program_rules ORDER BY valid_from",
+    )
+    .fetch_all(&mut **tx)
+    .await?;
+    state.program = program
+        .into_iter()
+        .map(|p| ProgramRules {
+            valid_from: p.valid_from,
+            reward_kind: p.reward_kind,
+            flat_amount: p.flat_amount,
+            signup_reward: p.signup_reward,
+            recurring_months: p.recurring_months.map(|m| m.max(1) as u32),
+            holding_days: p.holding_days.max(0) as u32,
+        })
+        .collect();
+    Ok(())
 }
 
 /// Refunds parked by earlier batches, waiting for one of these purchases.
@@ -237,11 +311,13 @@ async fn insert_referrals(
         .map(|r| r.commission_status.map(|s| s.as_str()))
         .collect();
     let created: Vec<DateTime<Utc>> = referrals.iter().map(|r| r.created_at).collect();
+    let first_purchases: Vec<Option<DateTime<Utc>>> =
+        referrals.iter().map(|r| r.first_purchase_at).collect();
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "INSERT INTO referrals (affiliate_id, user_id, email, status, invitation_method, commission_rate,
-                                commission_amount, commission_status, first_event_id, created_at)
+                                commission_amount, commission_status, first_event_id, created_at, first_purchase_at)
          SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::numeric[],
-                              $7::numeric[], $8::text[], $9::text[], $10::timestamptz[])
+                              $7::numeric[], $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])
          RETURNING user_id, id",
     )
     .bind(&affiliates)
@@ -254,6 +330,7 @@ async fn insert_referrals(
     .bind(&commission_statuses)
     .bind(col(|r| r.first_event_id.clone()))
     .bind(&created)
+    .bind(&first_purchases)
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.into_iter().collect())
@@ -276,17 +353,21 @@ async fn update_referrals(tx: &mut Tx<'_>, referrals: &[Referral]) -> sqlx::Resu
         .iter()
         .map(|r| r.commission_status.map(|s| s.as_str()))
         .collect();
+    let first_purchases: Vec<Option<DateTime<Utc>>> =
+        referrals.iter().map(|r| r.first_purchase_at).collect();
     sqlx::query(
         "UPDATE referrals AS r SET status = v.status, commission_amount = v.commission_amount,
-                commission_status = v.commission_status, updated_at = now()
-         FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[])
-              AS v(id, status, commission_amount, commission_status)
+                commission_status = v.commission_status, first_purchase_at = v.first_purchase_at,
+                updated_at = now()
+         FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::text[], $5::timestamptz[])
+              AS v(id, status, commission_amount, commission_status, first_purchase_at)
          WHERE r.id = v.id",
     )
     .bind(&ids)
     .bind(&statuses)
     .bind(&amounts)
     .bind(&commission_statuses)
+    .bind(&first_purchases)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -333,8 +414,9 @@ async fn insert_ledger(tx: &mut Tx<'_>, plan: &Plan) -> sqlx::Result<()> {
     }
     let l = &plan.ledger;
     sqlx::query(
-        "INSERT INTO ledger_entries (affiliate_id, kind, amount, rate, conversion_event_id, occurred_at)
-         SELECT * FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[], $5::text[], $6::timestamptz[])",
+        "INSERT INTO ledger_entries (affiliate_id, kind, amount, rate, conversion_event_id, occurred_at, available_at)
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::numeric[], $4::numeric[], $5::text[], $6::timestamptz[],
+                              $7::timestamptz[])",
     )
     .bind(l.iter().map(|e| e.affiliate_id).collect::<Vec<_>>())
     .bind(l.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
@@ -342,6 +424,7 @@ async fn insert_ledger(tx: &mut Tx<'_>, plan: &Plan) -> sqlx::Result<()> {
     .bind(l.iter().map(|e| e.rate).collect::<Vec<_>>())
     .bind(l.iter().map(|e| e.conversion_event_id.clone()).collect::<Vec<_>>())
     .bind(l.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind(l.iter().map(|e| e.available_at).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     Ok(())

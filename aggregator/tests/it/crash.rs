@@ -50,7 +50,12 @@ struct World {
     ids: HashMap<String, i64>,
     /// Per affiliate: (rate before the change, rate after, change time).
     rates: HashMap<i64, (Decimal, Decimal, DateTime<Utc>)>,
+    /// Per affiliate: days its commissions are held (the program holds none here; every
+    /// third affiliate holds its own for a week).
+    holding_days: HashMap<i64, i64>,
     partitions: i32,
+    /// Where the events' times start.
+    start: DateTime<Utc>,
 }
 
 impl World {
@@ -150,8 +155,16 @@ async fn setup(stack: &TestStack) -> World {
         codes: Vec::new(),
         ids: HashMap::new(),
         rates: HashMap::new(),
+        holding_days: HashMap::new(),
         partitions: stack.kafka.partitions,
+        start: events_start(),
     };
+    // The program pays at once; every third affiliate holds its commissions for a week.
+    // Set before any event, as terms in force from the beginning.
+    sqlx::query("UPDATE program_rules SET holding_days = 0")
+        .execute(&stack.pool)
+        .await
+        .unwrap();
     for i in 0..AFFILIATES {
         let code = format!("AFF{i:03}");
         let rate = Decimal::new(500 + (i as i64 % 7) * 250 + (i as i64 % 3) * 33, 2);
@@ -167,7 +180,7 @@ async fn setup(stack: &TestStack) -> World {
                 .unwrap();
         }
         let changed: DateTime<Utc> = sqlx::query_scalar(
-            "SELECT max(valid_from) FROM commission_rate_history WHERE affiliate_id = $1",
+            "SELECT max(valid_from) FROM affiliate_terms_history WHERE affiliate_id = $1",
         )
         .bind(id)
         .fetch_one(&stack.pool)
@@ -185,10 +198,27 @@ async fn setup(stack: &TestStack) -> World {
                 },
             ),
         );
+        let holding = if i % 3 == 0 { 7 } else { 0 };
+        if holding > 0 {
+            sqlx::query(
+                "UPDATE affiliate_terms_history SET holding_days = $2 WHERE affiliate_id = $1",
+            )
+            .bind(id)
+            .bind(holding as i32)
+            .execute(&stack.pool)
+            .await
+            .unwrap();
+        }
+        world.holding_days.insert(id, holding);
         world.ids.insert(code.clone(), id);
         world.codes.push(code);
     }
     world
+}
+
+/// Events happen from four hours ago (on the hour) on.
+fn events_start() -> DateTime<Utc> {
+    Utc::now().duration_trunc(Span::hours(1)).unwrap() - Span::hours(4)
 }
 
 /// Ten waves of clicks and conversions. Visitors stay within one partition's codes (the
@@ -203,7 +233,7 @@ fn generate(world: &World, seed: u64) -> Vec<Vec<Message>> {
             m
         });
     let partitions: Vec<i32> = by_partition.keys().copied().collect();
-    let start = Utc::now().duration_trunc(Span::hours(1)).unwrap() - Span::hours(4);
+    let start = world.start;
     let mut user = 1_000i64;
     let mut sent: Vec<Message> = Vec::new();
     let mut waves = Vec::new();
@@ -281,6 +311,7 @@ fn generate(world: &World, seed: u64) -> Vec<Vec<Message>> {
                 user_id: user,
                 email: Some(format!("u{user}@example.com")),
                 referral_code: code.clone(),
+                coupon: None,
                 click_id: None,
                 amount: amount.map(|a| Money::new(a).unwrap()),
                 currency: amount.map(|_| "USD".to_string()),
@@ -378,6 +409,22 @@ struct Truth {
     conversions: u64,
     parked: BTreeMap<String, u64>,
     referrals: HashMap<i64, u64>,
+    /// Per affiliate: (when payable, earned or reversed, amount) of every ledger entry.
+    ledger: HashMap<i64, Vec<(DateTime<Utc>, bool, Decimal)>>,
+}
+
+impl Truth {
+    /// Per affiliate, what is still held at `at`: earned less reversed among entries not
+    /// yet payable.
+    fn held_at(&self, affiliate: i64, at: DateTime<Utc>) -> Decimal {
+        self.ledger
+            .get(&affiliate)
+            .into_iter()
+            .flatten()
+            .filter(|(available, _, _)| *available > at)
+            .map(|(_, earned, amount)| if *earned { *amount } else { -*amount })
+            .sum()
+    }
 }
 
 /// Whole cents of an exact amount.
@@ -401,7 +448,8 @@ fn ground_truth(world: &World, waves: &[Vec<Message>]) -> Truth {
     // Conversions.
     let mut seen: HashSet<String> = HashSet::new();
     let mut referred: HashMap<i64, i64> = HashMap::new();
-    let mut purchases: HashMap<String, (i64, Decimal, Decimal, Decimal)> = HashMap::new();
+    let mut purchases: HashMap<String, (i64, Decimal, Decimal, Decimal, DateTime<Utc>)> =
+        HashMap::new();
     for message in waves.iter().flatten() {
         match message {
             Message::Click { event, .. } => {
@@ -479,8 +527,19 @@ fn ground_truth(world: &World, waves: &[Vec<Message>]) -> Truth {
                             let amount = event.amount.unwrap().amount();
                             let rate = world.rate(affiliate, event.occurred_at);
                             let earned = commission(amount, rate);
-                            purchases
-                                .insert(event.event_id.clone(), (affiliate, amount, rate, earned));
+                            let available =
+                                event.occurred_at + Span::days(world.holding_days[&affiliate]);
+                            if earned > Decimal::ZERO {
+                                truth
+                                    .ledger
+                                    .entry(affiliate)
+                                    .or_default()
+                                    .push((available, true, earned));
+                            }
+                            purchases.insert(
+                                event.event_id.clone(),
+                                (affiliate, amount, rate, earned, available),
+                            );
                             let s = truth.stats.entry(affiliate).or_default();
                             s.purchases += 1;
                             s.sales_cents += cents(amount);
@@ -490,13 +549,20 @@ fn ground_truth(world: &World, waves: &[Vec<Message>]) -> Truth {
                     ConversionKind::Refund => {
                         match purchases.get(event.original_event_id.as_ref().unwrap()) {
                             None => park("refund waiting for its purchase"),
-                            Some(&(affiliate, amount, rate, earned)) => {
+                            Some(&(affiliate, amount, rate, earned, available)) => {
                                 let refund = event.amount.unwrap().amount();
                                 let back = if refund == amount {
                                     earned
                                 } else {
                                     commission(refund, rate).min(earned)
                                 };
+                                if back > Decimal::ZERO {
+                                    truth
+                                        .ledger
+                                        .entry(affiliate)
+                                        .or_default()
+                                        .push((available, false, back));
+                                }
                                 let s = truth.stats.entry(affiliate).or_default();
                                 s.refunds += 1;
                                 s.refunded_cents += cents(refund);
@@ -588,6 +654,30 @@ async fn compare(stack: &TestStack, world: &World, truth: &Truth) {
             expected.commission_cents - expected.reversed_cents,
             "referral commissions of {code}"
         );
+        // The lifecycle: at moments before, inside and after the holding periods, what is
+        // held (pending) and what is payable, as the api computes them.
+        for at in [
+            world.start,
+            world.start + Span::days(7) + Span::hours(2),
+            world.start + Span::days(8),
+        ] {
+            let (held, payable): (Decimal, Decimal) = sqlx::query_as(&format!(
+                "SELECT {held}, t.earned - t.reversed - t.paid - t.pending_payouts - {held}
+                 FROM affiliate_totals t WHERE t.affiliate_id = $1",
+                held = reftrack_store::ledger::held_sql("$1", "$2")
+            ))
+            .bind(id)
+            .bind(at)
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+            let truth_held = truth.held_at(*id, at);
+            assert_eq!(
+                (held, payable),
+                (truth_held, earned - reversed - truth_held),
+                "pending and payable of {code} at {at}"
+            );
+        }
     }
     let parked: Vec<(String, i64)> = sqlx::query_as(
         "SELECT reason, count(*) FROM parked_events WHERE topic = $1 GROUP BY reason ORDER BY reason",

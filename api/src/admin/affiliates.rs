@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use reftrack_common::envelope::Envelope;
 use reftrack_common::input::query_object;
-use reftrack_domain::Rate;
 use reftrack_store::stats::Stats;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,8 +27,6 @@ use crate::input::json_object;
 use crate::state::AppState;
 
 const LIST_PATH: &str = "/api/v1/affiliate/affiliates/";
-/// Rate of a newly created affiliate, as the admin API document shows it.
-const NEW_AFFILIATE_RATE: Rate = Rate::from_parts(10, 0);
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -38,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(approve))
         .routes(routes!(reject))
         .routes(routes!(deactivate))
+        .routes(routes!(reactivate))
 }
 
 fn list_metrics(s: &Stats) -> ListMetrics {
@@ -125,7 +123,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Envelope<Created>>), AdminError> {
     let new = NewAffiliate::parse(&json_object(&body)?).map_err(ApiError::Invalid)?;
     check_place(&state, new.address.as_ref()).await?;
-    let id = db::create(&state.pool, &new, NEW_AFFILIATE_RATE).await?;
+    // No rate of its own: its tier's (tier 1 earns 10.0, as the admin API document shows).
+    let id = db::create(&state.pool, &new, None).await?;
     let row = db::find(&state.pool, id).await?;
     let created = answer(row, NothingMore {});
     Ok((
@@ -321,10 +320,28 @@ pub async fn deactivate(
     Path(raw): Path<String>,
 ) -> Answer<Updated> {
     let id = id(&raw)?;
-    db::deactivate(&state.pool, id).await?;
+    db::set_active(&state.pool, id, false).await?;
     ok(
         updated(db::find(&state.pool, id).await?),
         "Affiliate deactivated successfully",
+    )
+}
+
+/// Reactivates a deactivated affiliate: its links attribute again.
+#[utoipa::path(post, path = "/api/v1/affiliate/affiliates/{id}/reactivate/", tag = "admin", security(("admin_key" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = inline(Envelope<Updated>)), (status = 404, description = "No such affiliate")))]
+#[tracing::instrument(skip(state, _admin))]
+pub async fn reactivate(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(raw): Path<String>,
+) -> Answer<Updated> {
+    let id = id(&raw)?;
+    db::set_active(&state.pool, id, true).await?;
+    ok(
+        updated(db::find(&state.pool, id).await?),
+        "Affiliate reactivated successfully",
     )
 }
 

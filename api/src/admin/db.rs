@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use reftrack_common::input::Paging;
 use reftrack_domain::{AffiliateStatus, PaymentMethod, Rate};
+use reftrack_store::affiliates::EFFECTIVE_RATE;
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
 use super::input::{AffiliateChanges, Approval, ListQuery, NewAffiliate, PaymentMethodInput};
@@ -45,18 +46,24 @@ impl AffiliateRow {
     }
 }
 
-const AFFILIATE: &str = "
+/// An affiliate with its place names and the rate it earns now.
+fn affiliate_select() -> String {
+    format!(
+        "
 SELECT a.id, a.referral_code, a.name, a.email, a.phone, a.website, a.address_street, a.address_city, a.address_zip,
-       s.name AS state_name, c.name AS country_name, a.status, a.tier, a.commission_rate,
+       s.name AS state_name, c.name AS country_name, a.status, a.tier, {EFFECTIVE_RATE} AS commission_rate,
        a.approved_at, a.approved_by, a.approval_note, a.rejected_at, a.rejected_by, a.rejection_reason,
        a.active, a.created_at, a.updated_at
 FROM affiliates a
 LEFT JOIN states s ON s.id = a.address_state_id
-LEFT JOIN countries c ON c.id = a.address_country_id";
+LEFT JOIN countries c ON c.id = a.address_country_id"
+    )
+}
 
 pub async fn find(pool: &PgPool, id: i64) -> Result<AffiliateRow, ApiError> {
     sqlx::query_as(&format!(
-        "{AFFILIATE} WHERE a.id = $1 AND a.deleted_at IS NULL"
+        "{} WHERE a.id = $1 AND a.deleted_at IS NULL",
+        affiliate_select()
     ))
     .bind(id)
     .fetch_optional(pool)
@@ -107,7 +114,7 @@ pub async fn list(
     filters: &ListQuery,
     paging: Paging,
 ) -> sqlx::Result<(i64, Vec<AffiliateRow>)> {
-    let mut page = QueryBuilder::new(AFFILIATE.replacen(
+    let mut page = QueryBuilder::new(affiliate_select().replacen(
         "SELECT a.id,",
         "SELECT count(*) OVER () AS total_count, a.id,",
         1,
@@ -140,7 +147,11 @@ fn taken() -> ApiError {
 
 /// Creates a pending affiliate (tier 1, rate `rate`), its code `NAME_ID`, and its
 /// payment methods.
-pub async fn create(pool: &PgPool, new: &NewAffiliate, rate: Rate) -> Result<i64, ApiError> {
+pub async fn create(
+    pool: &PgPool,
+    new: &NewAffiliate,
+    rate: Option<Rate>,
+) -> Result<i64, ApiError> {
     let mut tx = pool.begin().await?;
     let inserted = sqlx::query_scalar(
         "WITH next AS (SELECT nextval(pg_get_serial_sequence('affiliates', 'id')) AS id)
@@ -234,6 +245,7 @@ pub async fn update(pool: &PgPool, id: i64, changes: &AffiliateChanges) -> Resul
     set!("website", &changes.website);
     set!("tier", changes.tier);
     set!("commission_rate", changes.commission_rate);
+    set!("holding_days", changes.holding_days);
     set!("marketing_channels", &changes.marketing_channels);
     set!("audience_size", changes.audience_size);
     set!("experience_level", &changes.experience_level);
@@ -340,9 +352,11 @@ async fn transition(
     Ok(())
 }
 
-pub async fn deactivate(pool: &PgPool, id: i64) -> Result<(), ApiError> {
-    let result = sqlx::query("UPDATE affiliates SET active = false, updated_at = now() WHERE id = $1 AND deleted_at IS NULL")
+/// Deactivates (its links stop attributing, it cannot withdraw) or reactivates.
+pub async fn set_active(pool: &PgPool, id: i64, active: bool) -> Result<(), ApiError> {
+    let result = sqlx::query("UPDATE affiliates SET active = $2, updated_at = now() WHERE id = $1 AND deleted_at IS NULL")
         .bind(id)
+        .bind(active)
         .execute(pool)
         .await?;
     if result.rows_affected() == 0 {

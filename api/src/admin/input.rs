@@ -86,6 +86,9 @@ pub struct AffiliateChanges {
     pub tier: Option<i16>,
     /// Percent, 0 to 100.
     pub commission_rate: Option<Rate>,
+    /// Days its commissions are held before they can be paid (0 to 365); absent: the
+    /// program's. An addition to the admin API document.
+    pub holding_days: Option<i32>,
 }
 
 /// An approval; what is not given stays as it is.
@@ -164,6 +167,7 @@ const CHANGE_FIELDS: &[&str] = &[
     "experience_level",
     "tier",
     "commission_rate",
+    "holding_days",
 ];
 
 /// The admin API's own field rules on top of [`Fields`].
@@ -306,6 +310,7 @@ impl AffiliateChanges {
             experience_level: f.one_of("experience_level", EXPERIENCE_LEVELS),
             tier: f.tier("tier"),
             commission_rate: f.rate("commission_rate"),
+            holding_days: f.integer("holding_days", 0..=365).map(|d| d as i32),
         };
         f.finish(changes)
     }

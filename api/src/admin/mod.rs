@@ -1,15 +1,18 @@
 //! The admin affiliate API (`docs/api/admin-affiliate-api.txt`), under `/api/v1/affiliate/`,
 //! for the product's staff, by resource: [`affiliates`] (list, create, read, update,
-//! approve, reject, deactivate, delete), their [`performance`], and [`payouts`]. Answers
-//! are in the `{success, data, message, timestamp, api_version}` envelope.
+//! approve, reject, deactivate, reactivate, delete), their [`performance`], [`payouts`]
+//! (and balances, payment method verification), [`coupons`], and the [`program`]'s
+//! rules. Answers are in the `{success, data, message, timestamp, api_version}` envelope.
 //!
 //! [`input`] reads requests, [`views`] writes answers, [`db`] holds the queries.
 
 pub mod affiliates;
+pub mod coupons;
 pub mod db;
 pub mod input;
 pub mod payouts;
 pub mod performance;
+pub mod program;
 pub mod views;
 
 use axum::Json;
@@ -23,6 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     affiliates::router()
         .merge(performance::router())
         .merge(payouts::router())
+        .merge(coupons::router())
+        .merge(program::router())
 }
 
 type Answer<T> = Result<Json<Envelope<T>>, AdminError>;

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use reftrack_common::envelope::Envelope;
 use reftrack_common::input::query_object;
 use reftrack_domain::{Money, PaymentMethod, PayoutStatus};
+use reftrack_store::ledger::{Balances, held_sql};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -26,6 +27,118 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list))
         .routes(routes!(mark_paid))
         .routes(routes!(cancel))
+        .routes(routes!(balance))
+        .routes(routes!(verify_payment_method))
+}
+
+/// An affiliate's money at the api's clock: what is held, payable and paid.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BalanceView {
+    pub affiliate_id: i64,
+    /// Earned, net of clawbacks.
+    pub total_earned: Money,
+    /// Still in its holding period.
+    pub pending: Money,
+    /// Past its holding period and not yet paid or requested; below zero while a refund
+    /// of paid money is not covered by later earnings.
+    pub payable: Money,
+    /// What can be withdrawn now.
+    pub withdrawable: Money,
+    /// Requested, not yet paid.
+    pub pending_payouts: Money,
+    pub total_paid: Money,
+}
+
+/// An affiliate's balances: pending, payable and paid (an addition to the admin API
+/// document).
+#[utoipa::path(get, path = "/api/v1/affiliate/affiliates/{id}/balance/", tag = "admin", security(("admin_key" = [])),
+    params(("id" = i64, Path)),
+    responses((status = 200, body = inline(Envelope<BalanceView>)), (status = 404, description = "No such affiliate")))]
+#[tracing::instrument(skip(state, _admin))]
+pub async fn balance(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(raw): Path<String>,
+) -> Answer<BalanceView> {
+    let id = id(&raw)?;
+    let row: Option<(Money, Money, Money, Money, Money)> = sqlx::query_as(&format!(
+        "SELECT t.earned, t.reversed, t.paid, t.pending_payouts, {held}
+         FROM affiliates a JOIN affiliate_totals t ON t.affiliate_id = a.id
+         WHERE a.id = $1 AND a.deleted_at IS NULL",
+        held = held_sql("a.id", "$2")
+    ))
+    .bind(id)
+    .bind(state.clock.now())
+    .fetch_optional(&state.pool)
+    .await?;
+    let (earned, reversed, paid, pending_payouts, held) = row.ok_or(ApiError::NotFound)?;
+    let b = Balances {
+        earned,
+        reversed,
+        paid,
+        pending_payouts,
+        held,
+    };
+    ok(
+        BalanceView {
+            affiliate_id: id,
+            total_earned: b.total_earned(),
+            pending: held,
+            payable: b.payable(),
+            withdrawable: b.withdrawable(),
+            pending_payouts,
+            total_paid: paid,
+        },
+        "Balance retrieved successfully",
+    )
+}
+
+/// Marks an affiliate's payment method verified (an addition to the admin API document).
+#[utoipa::path(post, path = "/api/v1/affiliate/affiliates/{id}/payment-methods/{method}/verify/", tag = "admin", security(("admin_key" = [])),
+    params(("id" = i64, Path), ("method" = PaymentMethod, Path)),
+    responses((status = 200, body = inline(Envelope<VerifiedMethod>)), (status = 404, description = "No such affiliate or method")))]
+#[tracing::instrument(skip(state, admin))]
+pub async fn verify_payment_method(
+    State(state): State<AppState>,
+    admin: Admin,
+    Path((raw, method)): Path<(String, String)>,
+) -> Answer<VerifiedMethod> {
+    let id = id(&raw)?;
+    let method: PaymentMethod = method.parse().map_err(|_| ApiError::NotFound)?;
+    let verified: Option<(String, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "UPDATE payout_methods SET verified = true, verified_at = now(), verified_by = $3, updated_at = now()
+         WHERE affiliate_id = $1 AND method = $2
+           AND EXISTS (SELECT 1 FROM affiliates a WHERE a.id = $1 AND a.deleted_at IS NULL)
+         RETURNING address, verified_at",
+    )
+    .bind(id)
+    .bind(method)
+    .bind(&admin.email)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (address, verified_at) = verified.ok_or(ApiError::NotFound)?;
+    ok(
+        VerifiedMethod {
+            affiliate_id: id,
+            method,
+            address,
+            verified: true,
+            verified_at: verified_at.map(rfc3339_seconds),
+            verified_by: admin.email,
+        },
+        "Payment method verified",
+    )
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct VerifiedMethod {
+    pub affiliate_id: i64,
+    #[serde(rename = "type")]
+    pub method: PaymentMethod,
+    pub address: String,
+    pub verified: bool,
+    pub verified_at: Option<String>,
+    pub verified_by: String,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -96,7 +209,7 @@ pub async fn list(
     )
 }
 
-/// Marks a pending payout paid: a `paid` entry in the ledger.
+/// Marks a pending payout (or one held for review) paid: a `paid` entry in the ledger.
 #[utoipa::path(post, path = "/api/v1/affiliate/payouts/{id}/mark-paid/", tag = "admin", security(("admin_key" = [])),
     params(("id" = i64, Path)),
     responses((status = 200, body = inline(Envelope<PayoutView>)), (status = 409, description = "Not pending")))]
@@ -140,7 +253,7 @@ async fn settle(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or(ApiError::NotFound)?;
-    if row.status != PayoutStatus::Pending {
+    if !matches!(row.status, PayoutStatus::Pending | PayoutStatus::Review) {
         return Err(ApiError::Conflict(format!("This payout is already {}", row.status)).into());
     }
     let paid = outcome == PayoutStatus::Paid;

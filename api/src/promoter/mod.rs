@@ -12,7 +12,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{Datelike, Days, Utc};
+use chrono::{Datelike, Days};
 use reftrack_common::input::query_object;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,6 +40,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 fn view(settings: &Settings, row: &PromoterRow) -> PromoterView {
+    let balances = row.balances();
     PromoterView {
         id: row.id,
         user: row.user_id,
@@ -52,8 +53,8 @@ fn view(settings: &Settings, row: &PromoterRow) -> PromoterView {
                 method,
                 payment_address: address.clone(),
             }),
-        current_balance: row.balance(),
-        total_earned: row.earned - row.reversed,
+        current_balance: balances.withdrawable(),
+        total_earned: balances.total_earned(),
         total_paid: row.paid,
         created: rfc3339_auto(row.created_at),
         updated: rfc3339_auto(row.updated_at),
@@ -61,6 +62,11 @@ fn view(settings: &Settings, row: &PromoterRow) -> PromoterView {
         min_withdrawal_balance: row.min_withdrawal_balance.to_string(),
         commission_rate: row.commission_rate,
     }
+}
+
+/// The caller's promoter as of the api's clock, created on first use.
+async fn promoter_row(state: &AppState, caller: &Promoter) -> Result<PromoterRow, ApiError> {
+    db::get_or_create(&state.pool, caller, &state.settings, state.clock.now()).await
 }
 
 /// Retrieves the caller's promoter, creating it on first use.
@@ -71,7 +77,7 @@ pub async fn promoter(
     State(state): State<AppState>,
     caller: Promoter,
 ) -> Result<Json<PromoterView>, PromoterError> {
-    let row = db::get_or_create(&state.pool, caller.user_id, &state.settings).await?;
+    let row = promoter_row(&state, &caller).await?;
     Ok(Json(view(&state.settings, &row)))
 }
 
@@ -86,7 +92,7 @@ pub async fn set_payout_method(
     body: Bytes,
 ) -> Result<Json<PromoterView>, PromoterError> {
     let set = SetPayoutMethod::parse(&json_object(&body)?).map_err(ApiError::Invalid)?;
-    let row = db::get_or_create(&state.pool, caller.user_id, &state.settings).await?;
+    let row = promoter_row(&state, &caller).await?;
     db::set_payout_method(&state.pool, row.id, set.method, &set.payment_address).await?;
     promoter(State(state), caller).await
 }
@@ -108,7 +114,7 @@ pub async fn set_min_withdrawal_balance(
         settings.min_withdrawal_upper,
     )
     .map_err(ApiError::Invalid)?;
-    let row = db::get_or_create(&state.pool, caller.user_id, settings).await?;
+    let row = promoter_row(&state, &caller).await?;
     db::set_min_withdrawal(&state.pool, row.id, set.min_withdrawal_balance).await?;
     promoter(State(state), caller).await
 }
@@ -121,8 +127,8 @@ pub async fn recent_earnings(
     State(state): State<AppState>,
     caller: Promoter,
 ) -> Result<Json<Vec<DayEarnings>>, PromoterError> {
-    let row = db::get_or_create(&state.pool, caller.user_id, &state.settings).await?;
-    let today = Utc::now().date_naive();
+    let row = promoter_row(&state, &caller).await?;
+    let today = state.clock.now().date_naive();
     let first = today - Days::new(6);
     let earned = db::earnings_by_day(&state.pool, row.id, first).await?;
     let days = first
@@ -152,22 +158,23 @@ pub async fn referrals(
 ) -> Result<Json<ReferralPage>, PromoterError> {
     let size = i64::from(state.settings.promoter_page_size);
     let paging = PageQuery::parse(&query_object(&query), size).map_err(ApiError::Invalid)?;
-    let row = db::get_or_create(&state.pool, caller.user_id, &state.settings).await?;
+    let row = promoter_row(&state, &caller).await?;
     let (count, rows) = db::referrals(&state.pool, row.id, paging).await?;
     let pages = paging.pages(count);
     if paging.page > pages {
         return Err(ApiError::NotFound.into());
     }
+    let now = state.clock.now();
     let results = rows
         .into_iter()
         .map(|r| ReferralView {
+            commission_status: r.stage(now, row.paid),
             user_id: r.user_id,
             email: r.email,
             status: r.status,
             invitation_method: r.invitation_method,
             commission_rate: r.commission_rate.to_string(),
             commission_amount: r.commission_amount,
-            commission_status: r.commission_status,
         })
         .collect();
     Ok(Json(ReferralPage {
@@ -182,6 +189,7 @@ fn payout_view(p: db::PayoutRow) -> PayoutView {
         id: p.id,
         created: rfc3339_auto(p.created_at),
         amount: p.amount,
+        status: p.status,
     }
 }
 
@@ -193,7 +201,7 @@ pub async fn payouts(
     State(state): State<AppState>,
     caller: Promoter,
 ) -> Result<Json<Vec<PayoutView>>, PromoterError> {
-    let row = db::get_or_create(&state.pool, caller.user_id, &state.settings).await?;
+    let row = promoter_row(&state, &caller).await?;
     let payouts = db::payouts(&state.pool, row.id).await?;
     Ok(Json(payouts.into_iter().map(payout_view).collect()))
 }
@@ -221,7 +229,11 @@ pub async fn withdraw(
                 })?,
         ),
     };
-    db::get_or_create(&state.pool, caller.user_id, &state.settings).await?;
-    let payout = db::withdraw(&state.pool, caller.user_id, key).await?;
+    promoter_row(&state, &caller).await?;
+    let rules = db::WithdrawalRules {
+        now: state.clock.now(),
+        review_window: chrono::Duration::hours(i64::from(state.settings.payout_review_hours)),
+    };
+    let payout = db::withdraw(&state.pool, caller.user_id, key, &rules).await?;
     Ok((StatusCode::CREATED, Json(payout_view(payout))))
 }

@@ -2,7 +2,7 @@
 //! minimum withdrawal balance and a referral's rate, which the seed shows as strings.
 
 use reftrack_domain::{
-    CommissionStatus, InvitationMethod, Money, PaymentMethod, Rate, ReferralStatus,
+    CommissionStage, InvitationMethod, Money, PaymentMethod, PayoutStatus, Rate, ReferralStatus,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -59,7 +59,8 @@ pub struct ReferralView {
     /// Two decimals, as a string: `"15.00"`.
     pub commission_rate: String,
     pub commission_amount: Money,
-    pub commission_status: Option<CommissionStatus>,
+    /// pending (held), payable, paid or reversed; null before any commission.
+    pub commission_status: Option<CommissionStage>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -67,6 +68,8 @@ pub struct PayoutView {
     pub id: i64,
     pub created: String,
     pub amount: Money,
+    /// pending, review (held: the payout address changed shortly before) or paid.
+    pub status: PayoutStatus,
 }
 
 /// Timestamps as the promoter API document shows them: RFC 3339 in UTC, with microseconds when present.

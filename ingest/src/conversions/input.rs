@@ -25,6 +25,7 @@ const FIELDS: &[&str] = &[
     "email",
     "referral_code",
     "click_id",
+    "coupon",
     "amount",
     "currency",
     "original_event_id",
@@ -48,6 +49,9 @@ pub struct ConversionRequest {
     pub referral_code: Option<String>,
     /// The attribution cookie's value, `CODE.CLICK_ID`; must agree with `referral_code`.
     pub click_id: Option<String>,
+    /// A coupon code the user redeemed: attributes the conversion to the coupon's
+    /// affiliate, invitation method `coupon`. May stand in for `referral_code`.
+    pub coupon: Option<String>,
     /// Purchases and refunds: a positive amount with at most two decimals, as a number or
     /// a string.
     pub amount: Option<Money>,
@@ -68,12 +72,16 @@ pub struct BatchRequest {
     pub events: Vec<ConversionRequest>,
 }
 
+/// What parsing a conversion needs to know: when it is, the settlement currency, and
+/// the referral code each live coupon stands for.
+pub struct Context<'a> {
+    pub now: DateTime<Utc>,
+    pub currency: &'a str,
+    pub coupon: &'a dyn Fn(&str) -> Option<String>,
+}
+
 /// Reads `{"events": [...]}`.
-pub fn parse_batch(
-    body: &Value,
-    now: DateTime<Utc>,
-    currency: &str,
-) -> Result<Vec<ConversionEvent>, FieldErrors> {
+pub fn parse_batch(body: &Value, cx: &Context<'_>) -> Result<Vec<ConversionEvent>, FieldErrors> {
     let Some(object) = body.as_object() else {
         return Err(one("body", "must be a JSON object"));
     };
@@ -81,17 +89,15 @@ pub fn parse_batch(
     if !f.require("events") {
         return f.finish(Vec::new());
     }
-    let events = f.list("events", MAX_BATCH, |f, name, item| {
-        match parse(item, now, currency) {
-            Ok(event) => Some(event),
-            Err(errors) => {
-                for (field, messages) in errors {
-                    for message in messages {
-                        f.fail(&format!("{name}.{field}"), Problem::Said(message));
-                    }
+    let events = f.list("events", MAX_BATCH, |f, name, item| match parse(item, cx) {
+        Ok(event) => Some(event),
+        Err(errors) => {
+            for (field, messages) in errors {
+                for message in messages {
+                    f.fail(&format!("{name}.{field}"), Problem::Said(message));
                 }
-                None
             }
+            None
         }
     });
     if events.as_ref().is_some_and(Vec::is_empty) && !f.is_failed("events") {
@@ -108,11 +114,8 @@ fn one(field: &str, message: &str) -> FieldErrors {
 }
 
 /// Reads one conversion.
-pub fn parse(
-    body: &Value,
-    now: DateTime<Utc>,
-    currency: &str,
-) -> Result<ConversionEvent, FieldErrors> {
+pub fn parse(body: &Value, cx: &Context<'_>) -> Result<ConversionEvent, FieldErrors> {
+    let (now, currency) = (cx.now, cx.currency);
     let Some(object) = body.as_object() else {
         return Err(one("body", "must be a JSON object"));
     };
@@ -121,7 +124,8 @@ pub fn parse(
     let kind = f.required_choice::<ConversionKind>("type");
     let user_id = f.required_integer("user_id", 1..=i64::MAX);
     let email = f.email("email");
-    let (referral_code, click_id) = attribution(&mut f);
+    let coupon = coupon(&mut f, cx);
+    let (referral_code, click_id) = attribution(&mut f, coupon.as_ref().map(|(_, code)| code));
     let (amount, currency) = match kind {
         Some(ConversionKind::Purchase | ConversionKind::Refund) => {
             (amount(&mut f), settlement_currency(&mut f, currency))
@@ -137,7 +141,10 @@ pub fn parse(
         refuse_unless(&mut f, &["original_event_id"], "refunds");
         None
     };
-    let method = f.choice::<InvitationMethod>("method").unwrap_or_default();
+    let method = match &coupon {
+        Some(_) => InvitationMethod::Coupon,
+        None => f.choice::<InvitationMethod>("method").unwrap_or_default(),
+    };
     let occurred_at = occurred_at(&mut f, now);
     let event = match (event_id, kind, user_id, referral_code) {
         (Some(event_id), Some(kind), Some(user_id), Some(code)) => Some(ConversionEvent {
@@ -146,6 +153,7 @@ pub fn parse(
             user_id,
             email,
             referral_code: code.into_string(),
+            coupon: coupon.map(|(coupon, _)| coupon),
             click_id,
             amount,
             currency,
@@ -170,9 +178,35 @@ fn refuse_unless(f: &mut Fields<'_>, fields: &[&str], kinds: &str) {
     }
 }
 
-/// The referral code, from `referral_code` or from the cookie's `click_id` (both must
-/// agree when both are given), and the click id.
-fn attribution(f: &mut Fields<'_>) -> (Option<ReferralCode>, Option<uuid::Uuid>) {
+/// The coupon named, if any, with the referral code it stands for.
+fn coupon(f: &mut Fields<'_>, cx: &Context<'_>) -> Option<(String, ReferralCode)> {
+    let coupon = f.text("coupon", 64)?.to_ascii_uppercase();
+    match (cx.coupon)(&coupon).and_then(|code| ReferralCode::parse(&code)) {
+        Some(code) => Some((coupon, code)),
+        None => {
+            f.fail(
+                "coupon",
+                Problem::Said(format!("{coupon} is not a live coupon code")),
+            );
+            None
+        }
+    }
+}
+
+/// The referral code, from `referral_code`, the cookie's `click_id` or a coupon (all
+/// that are given must agree), and the click id.
+fn attribution(
+    f: &mut Fields<'_>,
+    coupon: Option<&ReferralCode>,
+) -> (Option<ReferralCode>, Option<uuid::Uuid>) {
+    if let Some(coupon) = coupon
+        && f.get("referral_code")
+            .and_then(Value::as_str)
+            .and_then(ReferralCode::parse)
+            .is_some_and(|c| c != *coupon)
+    {
+        return fail(f, "coupon", "belongs to another referral code".to_string());
+    }
     let direct = f.get("referral_code").map(|v| {
         v.as_str()
             .and_then(ReferralCode::parse)
@@ -203,12 +237,20 @@ fn attribution(f: &mut Fields<'_>) -> (Option<ReferralCode>, Option<uuid::Uuid>)
                 a.as_str()
             ),
         ),
-        (Some(code), _) | (None, Some(code)) => (Some(code), click_id),
-        (None, None) => fail(
-            f,
-            "referral_code",
-            "referral_code or click_id is required".to_string(),
-        ),
+        (Some(code), _) | (None, Some(code)) => match coupon {
+            Some(coupon) if *coupon != code => {
+                fail(f, "coupon", "belongs to another referral code".to_string())
+            }
+            _ => (Some(code), click_id),
+        },
+        (None, None) => match coupon {
+            Some(coupon) => (Some(coupon.clone()), None),
+            None => fail(
+                f,
+                "referral_code",
+                "referral_code or click_id (or coupon) is required".to_string(),
+            ),
+        },
     }
 }
 
@@ -291,6 +333,15 @@ mod tests {
         "2024-09-08T09:00:00Z".parse().unwrap()
     }
 
+    /// Coupon SPRING10 stands for code AB12.
+    fn cx() -> Context<'static> {
+        Context {
+            now: now(),
+            currency: "USD",
+            coupon: &|coupon| (coupon == "SPRING10").then(|| "AB12".to_string()),
+        }
+    }
+
     fn purchase() -> Value {
         json!({"event_id": "o-1", "type": "purchase", "user_id": 7, "referral_code": "ab12",
                "amount": 19.99, "currency": "USD", "occurred_at": "2024-09-08T08:59:00Z"})
@@ -298,7 +349,7 @@ mod tests {
 
     #[test]
     fn a_valid_purchase_becomes_an_event() {
-        let event = parse(&purchase(), now(), "USD").unwrap();
+        let event = parse(&purchase(), &cx()).unwrap();
         assert_eq!(event.referral_code, "AB12");
         assert_eq!(event.amount.map(|a| a.cents()), Some(1999));
         assert_eq!(event.method, InvitationMethod::Link);
@@ -351,7 +402,7 @@ mod tests {
             for (k, v) in patch.as_object().unwrap() {
                 body[k] = v.clone();
             }
-            let errors = parse(&body, now(), "USD").unwrap_err();
+            let errors = parse(&body, &cx()).unwrap_err();
             let messages = errors
                 .get(field)
                 .unwrap_or_else(|| panic!("{field} not named in {errors:?}"));
@@ -366,16 +417,12 @@ mod tests {
     fn refunds_need_their_purchase_and_signups_carry_no_money() {
         let refund = json!({"event_id": "r-1", "type": "refund", "user_id": 7, "referral_code": "AB12", "amount": "5.00", "currency": "USD"});
         assert!(
-            parse(&refund, now(), "USD")
+            parse(&refund, &cx())
                 .unwrap_err()
                 .contains_key("original_event_id")
         );
         let signup = json!({"event_id": "s-1", "type": "signup", "user_id": 7, "referral_code": "AB12", "amount": 3});
-        assert!(
-            parse(&signup, now(), "USD")
-                .unwrap_err()
-                .contains_key("amount")
-        );
+        assert!(parse(&signup, &cx()).unwrap_err().contains_key("amount"));
     }
 
     #[test]
@@ -383,23 +430,40 @@ mod tests {
         let click = uuid::Uuid::now_v7();
         let id = reftrack_events::click::format_click_id("AB12", click);
         let body = json!({"event_id": "s-1", "type": "signup", "user_id": 7, "click_id": id});
-        let event = parse(&body, now(), "USD").unwrap();
+        let event = parse(&body, &cx()).unwrap();
         assert_eq!(
             (event.referral_code.as_str(), event.click_id),
             ("AB12", Some(click))
         );
         let body = json!({"event_id": "s-1", "type": "signup", "user_id": 7, "click_id": id, "referral_code": "ZZ"});
-        assert!(
-            parse(&body, now(), "USD")
-                .unwrap_err()
-                .contains_key("click_id")
+        assert!(parse(&body, &cx()).unwrap_err().contains_key("click_id"));
+    }
+
+    #[test]
+    fn a_coupon_attributes_to_its_affiliate_and_must_agree_with_any_code() {
+        let body = json!({"event_id": "p-1", "type": "purchase", "user_id": 7, "coupon": "spring10",
+                          "amount": 10, "currency": "USD"});
+        let event = parse(&body, &cx()).unwrap();
+        assert_eq!(
+            (
+                event.referral_code.as_str(),
+                event.coupon.as_deref(),
+                event.method
+            ),
+            ("AB12", Some("SPRING10"), InvitationMethod::Coupon)
         );
+        let mut other = body.clone();
+        other["referral_code"] = json!("ZZ");
+        assert!(parse(&other, &cx()).unwrap_err().contains_key("coupon"));
+        let mut unknown = body;
+        unknown["coupon"] = json!("NOPE");
+        assert!(parse(&unknown, &cx()).unwrap_err().contains_key("coupon"));
     }
 
     #[test]
     fn batch_errors_are_indexed() {
         let body = json!({"events": [purchase(), {"event_id": "x"}]});
-        let errors = parse_batch(&body, now(), "USD").unwrap_err();
+        let errors = parse_batch(&body, &cx()).unwrap_err();
         assert!(errors.contains_key("events[1].type"), "{errors:?}");
         assert!(!errors.keys().any(|k| k.starts_with("events[0]")));
     }

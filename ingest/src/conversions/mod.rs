@@ -117,9 +117,7 @@ pub async fn accept_one(
     body: Bytes,
 ) -> Result<Response, IntakeError> {
     authorize(&state.directory, &headers)?;
-    let event = parse_json(&body)
-        .and_then(|v| input::parse(&v, Utc::now(), &state.settlement_currency))
-        .map_err(IntakeError::Invalid)?;
+    let event = read(&state, &body, input::parse)?;
     produce(&state, std::slice::from_ref(&event)).await?;
     let data = Accepted {
         event_id: event.event_id,
@@ -138,9 +136,7 @@ pub async fn accept_batch(
     body: Bytes,
 ) -> Result<Response, IntakeError> {
     authorize(&state.directory, &headers)?;
-    let events = parse_json(&body)
-        .and_then(|v| input::parse_batch(&v, Utc::now(), &state.settlement_currency))
-        .map_err(IntakeError::Invalid)?;
+    let events = read(&state, &body, input::parse_batch)?;
     produce(&state, &events).await?;
     let data = BatchAccepted {
         accepted: events.len(),
@@ -195,6 +191,25 @@ fn authorize(directory: &Directory, headers: &HeaderMap) -> Result<(), IntakeErr
         Some(_) => Err(IntakeError::Forbidden),
         None => Err(IntakeError::Unauthorized),
     }
+}
+
+/// Reads `body` with what ingest knows now (the time, the settlement currency, the live
+/// coupon codes).
+fn read<T>(
+    state: &ConversionState,
+    body: &[u8],
+    parse: impl FnOnce(&Value, &input::Context<'_>) -> Result<T, FieldErrors>,
+) -> Result<T, IntakeError> {
+    let snapshot = state.directory.snapshot();
+    let coupon = |code: &str| snapshot.coupon(code).map(str::to_string);
+    let context = input::Context {
+        now: Utc::now(),
+        currency: &state.settlement_currency,
+        coupon: &coupon,
+    };
+    parse_json(body)
+        .and_then(|value| parse(&value, &context))
+        .map_err(IntakeError::Invalid)
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, FieldErrors> {
