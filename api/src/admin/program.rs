@@ -124,17 +124,21 @@ impl ProgramChange {
     }
 }
 
+/// The rules and tiers' rates in force at the api's clock.
 async fn current(state: &AppState) -> Result<Program, ApiError> {
+    let now = state.clock.now();
     let rules: RulesRow = sqlx::query_as(
         "SELECT valid_from, reward_kind, flat_amount, signup_reward, recurring_months, holding_days
-         FROM program_rules WHERE valid_from <= now() ORDER BY valid_from DESC LIMIT 1",
+         FROM program_rules WHERE valid_from <= $1 ORDER BY valid_from DESC LIMIT 1",
     )
+    .bind(now)
     .fetch_one(&state.pool)
     .await?;
     let tiers: Vec<TierRate> = sqlx::query_as(
-        "SELECT DISTINCT ON (tier) tier, rate FROM tier_rates WHERE valid_from <= now()
+        "SELECT DISTINCT ON (tier) tier, rate FROM tier_rates WHERE valid_from <= $1
          ORDER BY tier, valid_from DESC",
     )
+    .bind(now)
     .fetch_all(&state.pool)
     .await?;
     Ok(Program {
@@ -164,12 +168,14 @@ pub async fn show(State(state): State<AppState>, _admin: Admin) -> Answer<Progra
 pub async fn change(State(state): State<AppState>, _admin: Admin, body: Bytes) -> Answer<Program> {
     let change = ProgramChange::parse(&json_object(&body)?).map_err(ApiError::Invalid)?;
     let mut tx = state.pool.begin().await?;
-    // The new rules are the current ones with the changes applied, from now on.
+    // The new rules are the current ones with the changes applied, from now on (the
+    // api's clock, which tests move to date a change).
+    let now = state.clock.now();
     sqlx::query(
         "INSERT INTO program_rules (valid_from, reward_kind, flat_amount, signup_reward, recurring_months, holding_days)
-         SELECT now(), COALESCE($1, reward_kind), COALESCE($2, flat_amount), COALESCE($3, signup_reward),
+         SELECT $7, COALESCE($1, reward_kind), COALESCE($2, flat_amount), COALESCE($3, signup_reward),
                 CASE WHEN $4 THEN $5 ELSE recurring_months END, COALESCE($6, holding_days)
-         FROM (SELECT * FROM program_rules WHERE valid_from <= now() ORDER BY valid_from DESC LIMIT 1) AS current
+         FROM (SELECT * FROM program_rules WHERE valid_from <= $7 ORDER BY valid_from DESC LIMIT 1) AS current
          ON CONFLICT (valid_from) DO UPDATE SET reward_kind = EXCLUDED.reward_kind,
              flat_amount = EXCLUDED.flat_amount, signup_reward = EXCLUDED.signup_reward,
              recurring_months = EXCLUDED.recurring_months, holding_days = EXCLUDED.holding_days",
@@ -180,15 +186,17 @@ pub async fn change(State(state): State<AppState>, _admin: Admin, body: Bytes) -
     .bind(change.recurring_months.is_some())
     .bind(change.recurring_months.flatten())
     .bind(change.holding_days)
+    .bind(now)
     .execute(&mut *tx)
     .await?;
     for tier in change.tiers.unwrap_or_default() {
         sqlx::query(
-            "INSERT INTO tier_rates (tier, valid_from, rate) VALUES ($1, now(), $2)
+            "INSERT INTO tier_rates (tier, valid_from, rate) VALUES ($1, $3, $2)
              ON CONFLICT (tier, valid_from) DO UPDATE SET rate = EXCLUDED.rate",
         )
         .bind(tier.tier)
         .bind(tier.rate)
+        .bind(now)
         .execute(&mut *tx)
         .await?;
     }

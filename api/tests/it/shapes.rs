@@ -3,7 +3,7 @@
 
 use reftrack_store::api_keys::Scope;
 use reftrack_testkit::TestStack;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::seeds::{self, parse};
 use crate::{Client, assert_shape, config, key, token};
@@ -218,4 +218,78 @@ async fn the_openapi_document_describes_every_route() {
             "PromoterView lacks {field}: {promoter}"
         );
     }
+}
+
+#[tokio::test]
+async fn next_and_previous_urls_give_the_neighbouring_pages_of_the_same_listing() {
+    let stack = TestStack::new().await.unwrap();
+    let client = Client::new(&config(&stack)).await;
+    let admin = key(&stack, &[Scope::Admin]).await;
+    // Five Smiths of tier 2 among others: the filtered listing has three pages of two.
+    for (i, name) in [
+        "Ann Smith",
+        "Bo Smith",
+        "Cy Smith",
+        "Di Smith",
+        "Ed Smith",
+        "Flo Jones",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let email = format!("p{i}@example.com");
+        let (_, created) = client
+            .create_affiliate(&admin, json!({"name": name, "email": email}))
+            .await;
+        let id = created["data"]["id"].as_i64().unwrap();
+        let tier = if i == 4 { 1 } else { 2 };
+        client
+            .affiliate_action(&admin, id, "approve", Some(json!({"tier": tier})))
+            .await;
+    }
+    let query = "search=smith&tier=2&status=approved&active=true&page_size=2";
+    let (status, first) = client.list_affiliates(&admin, query).await;
+    assert_eq!(status, 200, "{first}");
+    let pagination = &first["data"]["pagination"];
+    assert_eq!(pagination["total_count"], 4, "{first}");
+    let next = pagination["next_url"].as_str().unwrap();
+    let (path, params) = next.split_once('?').unwrap();
+    let mut params: Vec<&str> = params.split('&').collect();
+    params.sort();
+    assert_eq!(
+        (path, params),
+        (
+            "/api/v1/affiliate/affiliates/",
+            vec![
+                "active=true",
+                "page=2",
+                "page_size=2",
+                "search=smith",
+                "status=approved",
+                "tier=2"
+            ]
+        )
+    );
+
+    // Following next_url gives the rest of the same listing, and previous_url leads back.
+    let (status, second) = client.call("GET", next, Some(&admin), None).await;
+    assert_eq!(status, 200, "{second}");
+    let names = |page: &Value| -> Vec<String> {
+        page["data"]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut all = names(&first);
+    all.extend(names(&second));
+    all.sort();
+    assert_eq!(all, ["Ann Smith", "Bo Smith", "Cy Smith", "Di Smith"]);
+    assert_eq!(second["data"]["pagination"]["next_url"], Value::Null);
+    let previous = second["data"]["pagination"]["previous_url"]
+        .as_str()
+        .unwrap();
+    let (_, back) = client.call("GET", previous, Some(&admin), None).await;
+    assert_eq!(names(&back), names(&first));
 }

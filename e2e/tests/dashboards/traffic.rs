@@ -58,6 +58,14 @@ pub(crate) async fn world(stack: &TestStack, s: &Services) -> anyhow::Result<Wor
         )
         .await?;
     let staff_affiliate = created["data"]["id"].as_i64().context("affiliate id")?;
+    // Commissions payable at once, so that the traffic's withdrawal can be paid.
+    s.api_ok(
+        Method::PUT,
+        "/api/v1/affiliate/program/",
+        &admin,
+        json!({"holding_days": 0}),
+    )
+    .await?;
     let approved = s
         .api_ok(
             Method::POST,
@@ -146,7 +154,8 @@ pub(crate) async fn conversions(
     Ok(())
 }
 
-/// The promoter withdraws once the commission is in; staff pay it.
+/// The promoter withdraws once the commission is in; the address being new, the payout
+/// is held for review, and staff pay it.
 pub(crate) async fn payout(w: &mut World, s: &Services) -> anyhow::Result<()> {
     s.api_ok(
         Method::PATCH,
@@ -166,14 +175,14 @@ pub(crate) async fn payout(w: &mut World, s: &Services) -> anyhow::Result<()> {
     let (_, pending) = s
         .api(
             Method::GET,
-            "/api/v1/affiliate/payouts/?status=pending",
+            "/api/v1/affiliate/payouts/?status=review",
             &w.admin,
             None,
         )
         .await?;
     let id = pending["data"]["results"][0]["id"]
         .as_i64()
-        .context("pending payout")?;
+        .context("payout held for review")?;
     s.api_ok(
         Method::POST,
         &format!("/api/v1/affiliate/payouts/{id}/mark-paid/"),

@@ -173,11 +173,16 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Report> {
         "creating {} promoters through the promoter API",
         args.affiliates + 1
     );
-    let promoters: Vec<Promoter> = futures::stream::iter(1..=args.affiliates as i64 + 1)
+    let mut promoters: Vec<Promoter> = futures::stream::iter(1..=args.affiliates as i64 + 1)
         .map(|user| api.promoter(user))
         .buffered(8)
         .try_collect()
         .await?;
+    // Every other promoter's commissions are payable at once; the others' are held for
+    // the program's holding period, so the run checks both sides of the lifecycle.
+    for promoter in promoters.iter_mut().step_by(2) {
+        api.pay_at_once(promoter).await?;
+    }
     let (probe_promoter, promoters) = promoters.split_last().context("promoters")?;
     wait_for_directory(&services.ingest, promoters.len() + 1).await?;
 
@@ -411,7 +416,7 @@ async fn settle(
                 let observed = api.observe(promoter, from, to).await?;
                 anyhow::Ok(
                     observed
-                        .mismatches(expected)
+                        .mismatches(expected, promoter.payable_at_once)
                         .into_iter()
                         .map(|m| format!("promoter {} ({}): {m}", promoter.user_id, promoter.code))
                         .collect::<Vec<_>>(),

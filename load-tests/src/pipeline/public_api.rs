@@ -18,6 +18,9 @@ pub struct Promoter {
     pub affiliate_id: i64,
     pub code: String,
     pub commission_rate: Decimal,
+    /// Its commissions are payable at once (holding 0 days); otherwise they are held for
+    /// the program's holding period (30 days by default), pending throughout the run.
+    pub payable_at_once: bool,
 }
 
 /// What api reports for one affiliate, in the units of [`Expected`].
@@ -32,12 +35,16 @@ pub struct Observed {
     pub net_commission_cents: i64,
     pub total_earned_cents: i64,
     pub balance_cents: i64,
+    pub pending_cents: i64,
+    pub payable_cents: i64,
 }
 
 impl Observed {
-    /// Every figure that differs from `expected`, described.
-    pub fn mismatches(&self, expected: &Expected) -> Vec<String> {
+    /// Every figure that differs from `expected`, described. Net commission is payable
+    /// (and withdrawable) when `payable_at_once`, pending otherwise.
+    pub fn mismatches(&self, expected: &Expected, payable_at_once: bool) -> Vec<String> {
         let net = expected.earned_cents - expected.reversed_cents;
+        let (pending, payable) = if payable_at_once { (0, net) } else { (net, 0) };
         let pairs = [
             (
                 "raw clicks (performance total_clicks)",
@@ -82,7 +89,17 @@ impl Observed {
             (
                 "balance, cents (promoter currentBalance)",
                 self.balance_cents,
-                net,
+                payable,
+            ),
+            (
+                "pending, cents (admin balance pending)",
+                self.pending_cents,
+                pending,
+            ),
+            (
+                "payable, cents (admin balance payable)",
+                self.payable_cents,
+                payable,
             ),
         ];
         pairs
@@ -146,7 +163,29 @@ impl PublicApi {
                 .to_string(),
             commission_rate: Decimal::from_str(&me["commissionRate"].to_string())
                 .context("commissionRate")?,
+            payable_at_once: false,
         })
+    }
+
+    /// Makes `promoter`'s commissions payable at once (its own holding period: 0 days).
+    pub async fn pay_at_once(&self, promoter: &mut Promoter) -> anyhow::Result<()> {
+        let path = format!("/api/v1/affiliate/affiliates/{}/", promoter.affiliate_id);
+        let response = self
+            .http
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_key)
+            .json(&serde_json::json!({"holding_days": 0}))
+            .send()
+            .await
+            .with_context(|| format!("PUT {path}"))?;
+        let status = response.status();
+        ensure!(
+            status.is_success(),
+            "PUT {path}: {status} {}",
+            response.text().await.unwrap_or_default()
+        );
+        promoter.payable_at_once = true;
+        Ok(())
     }
 
     /// The admin performance metrics of `affiliate_id` over `[from, to]` (whole days).
@@ -173,6 +212,15 @@ impl PublicApi {
         let me = self.get("/referrals/promoter", &token).await?;
         let referrals = self.get("/referrals/", &token).await?;
         let metrics = self.performance(promoter.affiliate_id, from, to).await?;
+        let balance = self
+            .get(
+                &format!(
+                    "/api/v1/affiliate/affiliates/{}/balance/",
+                    promoter.affiliate_id
+                ),
+                &self.admin_key,
+            )
+            .await?;
         let count = |v: &Value| v.as_u64().unwrap_or(u64::MAX);
         Ok(Observed {
             raw_clicks: count(&metrics["total_clicks"]),
@@ -184,6 +232,8 @@ impl PublicApi {
             net_commission_cents: cents(&metrics["total_commissions"])?,
             total_earned_cents: cents(&me["totalEarned"])?,
             balance_cents: cents(&me["currentBalance"])?,
+            pending_cents: cents(&balance["data"]["pending"])?,
+            payable_cents: cents(&balance["data"]["payable"])?,
         })
     }
 }
@@ -207,6 +257,7 @@ mod tests {
 
     fn observed_as(expected: &Expected) -> Observed {
         let net = expected.earned_cents - expected.reversed_cents;
+        // Payable at once: nothing pending.
         Observed {
             raw_clicks: expected.raw_clicks,
             valid_clicks: expected.valid_clicks,
@@ -217,6 +268,8 @@ mod tests {
             net_commission_cents: net,
             total_earned_cents: net,
             balance_cents: net,
+            pending_cents: 0,
+            payable_cents: net,
         }
     }
 
@@ -232,16 +285,29 @@ mod tests {
             earned_cents: 1_500,
             reversed_cents: 250,
         };
-        assert!(observed_as(&expected).mismatches(&expected).is_empty());
+        assert!(
+            observed_as(&expected)
+                .mismatches(&expected, true)
+                .is_empty()
+        );
 
         let mut counted_twice = observed_as(&expected);
         counted_twice.signups += 1;
         counted_twice.balance_cents += 125;
         assert_eq!(
-            counted_twice.mismatches(&expected),
+            counted_twice.mismatches(&expected, true),
             [
                 "signups (promoter referrals count): api 5, sent 4",
                 "balance, cents (promoter currentBalance): api 1375, sent 1250",
+            ]
+        );
+        // Held: the same money must be pending, and none of it withdrawable.
+        assert_eq!(
+            observed_as(&expected).mismatches(&expected, false),
+            [
+                "balance, cents (promoter currentBalance): api 1250, sent 0",
+                "pending, cents (admin balance pending): api 0, sent 1250",
+                "payable, cents (admin balance payable): api 1250, sent 0",
             ]
         );
     }

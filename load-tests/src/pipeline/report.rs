@@ -176,7 +176,7 @@ impl Report {
         row(
             "verification",
             format!(
-                "{} for {} promoters (raw, valid, unique clicks, signups, purchases, sales, commissions, balances); settled {:.1} s after the traffic",
+                "{} for {} promoters (raw, valid, unique clicks, signups, purchases, sales, commissions, balances pending and payable); settled {:.1} s after the traffic",
                 if check.passed { "PASSED" } else { "FAILED" },
                 check.affiliates,
                 check.settled_after_secs
