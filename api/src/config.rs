@@ -44,6 +44,9 @@ pub struct Config {
     #[command(flatten)]
     pub promoters: Settings,
 
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookConfig,
+
     /// Requests one API key or one promoter may make per minute.
     #[arg(long = "rate-limit-per-minute", env = "API_RATE_LIMIT_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit_per_minute: u32,

@@ -4,6 +4,7 @@
 //!
 //! - [`promoter`]: `/referrals/...`, for a product's users (JWT);
 //! - [`admin`]: `/api/v1/affiliate/...`, for the product's staff (API keys);
+//! - [`webhooks`]: the sender of signed webhooks (the endpoints are in [`admin`]);
 //! - [`auth`], [`error`], [`state`]: who calls, how errors look, what handlers share.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod promoter;
 pub mod state;
+pub mod webhooks;
 
 use std::future::Future;
 
@@ -35,6 +37,7 @@ use crate::state::{AppState, Inner, RateLimits, StatsCache};
 /// api, built from its configuration.
 pub struct App {
     router: Router,
+    webhook_sender: Option<webhooks::sender::Sender>,
 }
 
 impl App {
@@ -71,6 +74,7 @@ impl App {
             },
             cache: StatsCache::new(config.stats_cache()),
             settings: config.promoters.clone(),
+            webhooks: config.webhooks.clone(),
         });
         let readiness = Readiness::new()
             .with("postgres", reftrack_store::postgres::probe(&pool))
@@ -87,7 +91,14 @@ impl App {
         let router = reftrack_common::http::traced(router)
             .merge(ops_router(readiness, metrics))
             .layer(axum::middleware::from_fn(telemetry::track_http));
-        Ok(Self { router })
+        let webhook_sender = config
+            .webhooks
+            .send
+            .then(|| webhooks::sender::Sender::new(pool.clone(), &config.webhooks));
+        Ok(Self {
+            router,
+            webhook_sender,
+        })
     }
 
     pub async fn serve(
@@ -95,9 +106,15 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        serve(self.router, listener, shutdown)
+        let sender = self.webhook_sender.map(|s| tokio::spawn(s.run()));
+        let served = serve(self.router, listener, shutdown)
             .await
-            .context("serve HTTP")
+            .context("serve HTTP");
+        // What the sender had in flight is sent again by the next one (at least once).
+        if let Some(sender) = sender {
+            sender.abort();
+        }
+        served
     }
 }
 

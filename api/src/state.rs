@@ -24,6 +24,7 @@ pub struct Inner {
     pub limits: RateLimits,
     pub cache: StatsCache,
     pub settings: Settings,
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl std::ops::Deref for AppState {

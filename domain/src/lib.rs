@@ -97,6 +97,6 @@ mod sets;
 pub use money::{DecimalError, Money, Percent, Rate, as_text, decimal_of};
 pub use payment::PaymentMethod;
 pub use sets::{
-    AffiliateStatus, CommissionStage, CommissionStatus, ConversionKind, InvitationMethod,
-    ParkReason, PayoutStatus, ReferralStatus, RewardKind,
+    AffiliateStatus, CommissionStage, CommissionStatus, ConversionKind, DeliveryStatus,
+    InvitationMethod, ParkReason, PayoutStatus, ReferralStatus, RewardKind, WebhookEventType,
 };

@@ -95,3 +95,24 @@ mod tests {
         assert!(serde_json::from_str::<ConversionKind>("\"chargeback\"").is_err());
     }
 }
+
+closed_set! {
+    /// What a webhook reports (the `type` of the message).
+    WebhookEventType {
+        AffiliateCreated = "affiliate.created",
+        AffiliateApproved = "affiliate.approved",
+        AffiliateRejected = "affiliate.rejected",
+        ReferralCreated = "referral.created",
+        CommissionCreated = "commission.created",
+        CommissionReversed = "commission.reversed",
+        CommissionPayable = "commission.payable",
+        PayoutRequested = "payout.requested",
+        PayoutPaid = "payout.paid",
+        PayoutCancelled = "payout.cancelled",
+    }
+}
+
+closed_set! {
+    /// A webhook delivery: still to be sent (or retried), delivered, or given up on.
+    DeliveryStatus { Pending = "pending", Delivered = "delivered", Failed = "failed" }
+}

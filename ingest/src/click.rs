@@ -13,7 +13,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION, REFERER, SET_COOKIE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::Response;
-use reftrack_events::click::{MAX_CODE_LEN, MAX_HEADER_LEN, truncate};
+use reftrack_events::click::{MAX_CODE_LEN, MAX_HEADER_LEN, format_click_id, truncate};
 use reftrack_events::{ClickEvent, ClickMethod, ClickVerdict, ReferralCode};
 use uuid::Uuid;
 
@@ -34,6 +34,8 @@ pub struct ClickState {
     pub producer: Arc<ClickProducer>,
     pub client_ip_header: Option<HeaderName>,
     pub country_header: HeaderName,
+    /// The landing URL's parameter carrying the click id (`None`: not appended).
+    pub click_id_param: Option<String>,
 }
 
 /// `GET /?ref=CODE&...`
@@ -49,7 +51,7 @@ pub async fn by_query(
         None => redirect(
             &state
                 .redirects
-                .location(&state.landing, None, &query.passthrough),
+                .location(&state.landing, None, &query.passthrough, None),
             None,
         ),
     }
@@ -119,12 +121,19 @@ impl ClickState {
         let landing = affiliate
             .and_then(|a| a.landing.as_deref())
             .unwrap_or(&self.landing);
-        let location = self
-            .redirects
-            .location(landing, query.to.as_deref(), &query.passthrough);
-        // Only an attributable code earns the visitor an attribution cookie.
-        let cookie =
-            affiliate.and_then(|_| self.cookie.set_cookie(headers, &event.code, event.event_id));
+        // Only an attributable click gets a click id: in the cookie, and for products on
+        // another domain (which cannot read the cookie) on the landing URL.
+        let click_id = affiliate.map(|_| format_click_id(&event.code, event.event_id));
+        let click_param = click_id.as_deref().zip(self.click_id_param.as_deref());
+        let location = self.redirects.location(
+            landing,
+            query.to.as_deref(),
+            &query.passthrough,
+            click_param,
+        );
+        let cookie = click_id
+            .as_deref()
+            .and_then(|id| self.cookie.set_cookie(headers, id));
         redirect(&location, cookie)
     }
 

@@ -73,6 +73,16 @@ pub struct Config {
     #[arg(long = "cookie-name", env = "COOKIE_NAME", default_value = "rt_ref")]
     pub cookie_name: String,
 
+    /// Query parameter the redirect adds to the landing URL with the click id
+    /// (`CODE.CLICK_ID`, as the cookie holds it), for products on another domain that
+    /// cannot read the cookie; empty: not added.
+    #[arg(
+        long = "click-id-param",
+        env = "CLICK_ID_PARAM",
+        default_value = "rt_click"
+    )]
+    pub click_id_param: String,
+
     /// Domain attribute of the cookie, so the product's other hosts can read it.
     #[arg(long = "cookie-domain", env = "COOKIE_DOMAIN")]
     pub cookie_domain: Option<String>,
@@ -182,15 +192,16 @@ impl Validate for Config {
                 "must be a three-letter ISO 4217 code such as USD",
             ));
         }
-        if self.cookie_name.is_empty()
-            || !self
-                .cookie_name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if self.cookie_name.is_empty() || !is_token(&self.cookie_name) {
             return Err(ConfigError::new(
                 "COOKIE_NAME",
                 "must be letters, digits, '_' or '-'",
+            ));
+        }
+        if !is_token(&self.click_id_param) {
+            return Err(ConfigError::new(
+                "CLICK_ID_PARAM",
+                "must be letters, digits, '_' or '-' (empty: no parameter)",
             ));
         }
         for host in self.redirect_allowed_hosts.iter().filter(|h| !h.is_empty()) {
@@ -203,6 +214,12 @@ impl Validate for Config {
         }
         Ok(())
     }
+}
+
+/// Letters, digits, '_' and '-' only: safe as a cookie name and in a URL unescaped.
+fn is_token(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// A header name, lower-cased (clap value parser).

@@ -4,7 +4,6 @@
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 use reftrack_events::click::parse_click_id;
-use uuid::Uuid;
 
 use crate::config::AttributionPolicy;
 
@@ -40,22 +39,17 @@ impl CookiePolicy {
         }
     }
 
-    /// The `Set-Cookie` value for this click, or `None` when first-click attribution
+    /// The `Set-Cookie` value for this click (`click_id` as `format_click_id` makes it), or `None` when first-click attribution
     /// keeps the visitor's existing cookie.
-    pub fn set_cookie(
-        &self,
-        request_headers: &HeaderMap,
-        code: &str,
-        click_id: Uuid,
-    ) -> Option<String> {
+    pub fn set_cookie(&self, request_headers: &HeaderMap, click_id: &str) -> Option<String> {
         if self.policy == AttributionPolicy::FirstClick && self.has_attribution(request_headers) {
             return None;
         }
         let mut out =
-            String::with_capacity(self.name.len() + code.len() + 34 + self.attributes.len());
+            String::with_capacity(self.name.len() + click_id.len() + 1 + self.attributes.len());
         out.push_str(&self.name);
         out.push('=');
-        out.push_str(&reftrack_events::click::format_click_id(code, click_id));
+        out.push_str(click_id);
         out.push_str(&self.attributes);
         Some(out)
     }

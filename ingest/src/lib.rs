@@ -34,6 +34,7 @@ use reftrack_events::kafka::KafkaConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
 
 pub use config::{AttributionPolicy, Config};
 
@@ -105,6 +106,7 @@ impl App {
             producer: clicks.clone(),
             client_ip_header: config.client_ip_header.clone(),
             country_header: config.country_header.clone(),
+            click_id_param: Some(config.click_id_param.clone()).filter(|p| !p.is_empty()),
         });
         let conversion_state = ConversionState {
             directory: directory.clone(),
@@ -128,6 +130,7 @@ impl App {
         // The click path stays bare for speed: no request id, no span, no access log
         // (one metric, recorded without allocating). Conversions, rare and carrying
         // money, get all three.
+        let document = std::sync::Arc::new(conversions::openapi::IngestDoc::openapi());
         let router = Router::new()
             .route("/", get(click::by_query))
             .route("/r/{code}", get(click::by_path))
@@ -138,6 +141,10 @@ impl App {
                     .route("/v1/conversions/batch", post(conversions::accept_batch))
                     .with_state(conversion_state),
             ))
+            .route(
+                "/openapi.json",
+                get(move || std::future::ready(axum::Json(document.clone()))),
+            )
             .merge(ops_router(readiness, metrics))
             .layer(axum::middleware::from_fn(telemetry::track_http));
         Ok(Self {

@@ -68,12 +68,37 @@ impl RedirectPolicy {
     }
 
     /// The `Location` of a click: the deep link when it is allowed, else the landing
-    /// page; then the pass-through query (already URI-safe: it came from the request line).
-    pub fn location(&self, landing: &Landing, to: Option<&str>, passthrough: &str) -> String {
-        match to.and_then(|to| self.deep_link(landing, to)) {
-            Some(target) => with_query(&target.base, target.fragment.as_deref(), passthrough),
-            None => with_query(&landing.base, landing.fragment.as_deref(), passthrough),
+    /// page; then the pass-through query (already URI-safe: it came from the request line)
+    /// and the click id as `(id, parameter name)` when given (both URI-safe by
+    /// construction: a referral code, a dot and hex digits; the name checked in config).
+    pub fn location(
+        &self,
+        landing: &Landing,
+        to: Option<&str>,
+        passthrough: &str,
+        click_id: Option<(&str, &str)>,
+    ) -> String {
+        let target = to.and_then(|to| self.deep_link(landing, to));
+        let target = target.as_ref().unwrap_or(landing);
+        let mut out = String::with_capacity(target.base.len() + passthrough.len() + 64);
+        out.push_str(&target.base);
+        let mut separator = if target.base.contains('?') { '&' } else { '?' };
+        if !passthrough.is_empty() {
+            out.push(separator);
+            out.push_str(passthrough);
+            separator = '&';
         }
+        if let Some((id, name)) = click_id {
+            out.push(separator);
+            out.push_str(name);
+            out.push('=');
+            out.push_str(id);
+        }
+        if let Some(fragment) = &target.fragment {
+            out.push('#');
+            out.push_str(fragment);
+        }
+        out
     }
 
     /// The deep link resolved against the landing page, if it may be followed.
@@ -89,20 +114,6 @@ impl RedirectPolicy {
             && (Some(host) == landing.host() || self.allowed_hosts.contains(host));
         allowed.then(|| Landing::from_url(url))
     }
-}
-
-fn with_query(base: &str, fragment: Option<&str>, passthrough: &str) -> String {
-    let mut out = String::with_capacity(base.len() + passthrough.len() + 2);
-    out.push_str(base);
-    if !passthrough.is_empty() {
-        out.push(if base.contains('?') { '&' } else { '?' });
-        out.push_str(passthrough);
-    }
-    if let Some(fragment) = fragment {
-        out.push('#');
-        out.push_str(fragment);
-    }
-    out
 }
 
 /// A click's query string, read in one pass: `ref` and `to` (decoded), and every other
@@ -150,17 +161,36 @@ mod tests {
     fn passes_other_parameters_through_and_keeps_the_fragment_last() {
         let policy = RedirectPolicy::default();
         assert_eq!(
-            policy.location(&landing(), None, "utm_source=x&utm_medium=y%20z"),
+            policy.location(&landing(), None, "utm_source=x&utm_medium=y%20z", None),
             "https://product.example/welcome?src=ref&utm_source=x&utm_medium=y%20z#top"
         );
         let plain = Landing::parse("https://product.example/").unwrap();
         assert_eq!(
-            policy.location(&plain, None, ""),
+            policy.location(&plain, None, "", None),
             "https://product.example/"
         );
         assert_eq!(
-            policy.location(&plain, None, "a=1"),
+            policy.location(&plain, None, "a=1", None),
             "https://product.example/?a=1"
+        );
+    }
+
+    #[test]
+    fn the_click_id_comes_after_the_passed_through_query_and_before_the_fragment() {
+        let policy = RedirectPolicy::default();
+        let id = Some(("AB12.0193", "rt_click"));
+        assert_eq!(
+            policy.location(&landing(), None, "utm_source=x", id),
+            "https://product.example/welcome?src=ref&utm_source=x&rt_click=AB12.0193#top"
+        );
+        let plain = Landing::parse("https://product.example/").unwrap();
+        assert_eq!(
+            policy.location(&plain, None, "", id),
+            "https://product.example/?rt_click=AB12.0193"
+        );
+        assert_eq!(
+            policy.location(&plain, Some("/pricing"), "", id),
+            "https://product.example/pricing?rt_click=AB12.0193"
         );
     }
 
@@ -182,7 +212,7 @@ mod tests {
     fn follows_relative_and_allowed_deep_links_only() {
         let policy = RedirectPolicy::new(["docs.product.example", "BÜCHER.example"]);
         let l = landing();
-        let loc = |to: &str| policy.location(&l, Some(to), "");
+        let loc = |to: &str| policy.location(&l, Some(to), "", None);
         assert_eq!(
             loc("/pricing?plan=pro"),
             "https://product.example/pricing?plan=pro"

@@ -11,6 +11,7 @@ pub mod checks;
 pub mod fixtures;
 pub mod kafka;
 pub mod procs;
+pub mod python;
 mod served;
 mod stack;
 pub mod stores;

@@ -1,7 +1,8 @@
 //! Clicks: copies dropped ([`copies`]), final verdicts ([`verdicts`], in memory per
 //! partition), then Postgres (`linkClicked` and progress, one transaction), then
 //! ClickHouse (raw clicks, whose INSERT also feeds the rollups and the ClickHouse
-//! progress through materialized views).
+//! progress through materialized views). One file because those steps share the batch
+//! and its positions; splitting them would pass both through every call.
 
 pub mod copies;
 pub mod verdicts;

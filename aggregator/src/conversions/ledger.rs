@@ -1,5 +1,7 @@
 //! The commission rules, as a pure function from a batch of conversions and the state
 //! they touch to the rows to write. Kept free of I/O so every rule is unit-tested.
+//! Long because the rules are one decision (each depends on the state the others leave);
+//! about half of the file is their unit tests.
 //!
 //! - Every conversion earns under the terms in force when it happened: the program's
 //!   rules (percent or flat reward, signup reward, recurring cap, holding days) and the

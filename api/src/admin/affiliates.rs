@@ -319,12 +319,7 @@ pub async fn deactivate(
     _admin: Admin,
     Path(raw): Path<String>,
 ) -> Answer<Updated> {
-    let id = id(&raw)?;
-    db::set_active(&state.pool, id, false).await?;
-    ok(
-        updated(db::find(&state.pool, id).await?),
-        "Affiliate deactivated successfully",
-    )
+    set_active(&state, &raw, false, "Affiliate deactivated successfully").await
 }
 
 /// Reactivates a deactivated affiliate: its links attribute again.
@@ -337,12 +332,13 @@ pub async fn reactivate(
     _admin: Admin,
     Path(raw): Path<String>,
 ) -> Answer<Updated> {
-    let id = id(&raw)?;
-    db::set_active(&state.pool, id, true).await?;
-    ok(
-        updated(db::find(&state.pool, id).await?),
-        "Affiliate reactivated successfully",
-    )
+    set_active(&state, &raw, true, "Affiliate reactivated successfully").await
+}
+
+async fn set_active(state: &AppState, raw: &str, active: bool, message: &str) -> Answer<Updated> {
+    let id = id(raw)?;
+    db::set_active(&state.pool, id, active).await?;
+    ok(updated(db::find(&state.pool, id).await?), message)
 }
 
 /// Deletes an affiliate softly: the ledger keeps referring to it.

@@ -1,4 +1,5 @@
-//! The admin API's Postgres queries. Deleted affiliates are invisible here.
+//! The admin API's Postgres queries. Deleted affiliates are invisible here. Long because
+//! it is only queries, one small function each, kept together so the SQL reads as a whole.
 
 use chrono::{DateTime, Utc};
 use reftrack_common::input::Paging;

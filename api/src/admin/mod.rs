@@ -1,8 +1,8 @@
 //! The admin affiliate API (`docs/api/admin-affiliate-api.txt`), under `/api/v1/affiliate/`,
 //! for the product's staff, by resource: [`affiliates`] (list, create, read, update,
 //! approve, reject, deactivate, reactivate, delete), their [`performance`], [`payouts`]
-//! (and balances, payment method verification), [`coupons`], and the [`program`]'s
-//! rules. Answers are in the `{success, data, message, timestamp, api_version}` envelope.
+//! (and balances, payment method verification), [`coupons`], the [`program`]'s
+//! rules, and [`webhooks`] endpoints. Answers are in the `{success, data, message, timestamp, api_version}` envelope.
 //!
 //! [`input`] reads requests, [`views`] writes answers, [`db`] holds the queries.
 
@@ -14,6 +14,7 @@ pub mod payouts;
 pub mod performance;
 pub mod program;
 pub mod views;
+pub mod webhooks;
 
 use axum::Json;
 use reftrack_common::envelope::{Envelope, FieldErrors};
@@ -28,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(payouts::router())
         .merge(coupons::router())
         .merge(program::router())
+        .merge(webhooks::router())
 }
 
 type Answer<T> = Result<Json<Envelope<T>>, AdminError>;

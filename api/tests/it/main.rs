@@ -7,6 +7,7 @@ mod performance;
 mod seeds;
 mod shapes;
 mod validation;
+mod webhooks;
 
 use clap::Parser;
 use reftrack_store::api_keys::{self, Scope};

@@ -161,16 +161,7 @@ async fn withdrawals_wait_for_an_active_affiliate_and_for_review_after_an_addres
         .admin("POST", &action("payment-methods/paypal/verify"), None)
         .await;
     assert_eq!(verified["verified"], true, "{verified}");
-    let id = payout["id"].as_i64().unwrap();
-    program
-        .admin(
-            "POST",
-            &format!("/api/v1/affiliate/payouts/{id}/mark-paid/"),
-            None,
-        )
-        .await;
-    let (_, payouts) = program
-        .api("GET", "/referrals/payouts", &p.token, None)
-        .await;
+    program.mark_paid(&payout).await;
+    let payouts = program.payouts(&p).await;
     assert_eq!(payouts[0]["status"], "paid", "{payouts}");
 }

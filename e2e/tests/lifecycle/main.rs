@@ -2,6 +2,7 @@
 //! ingest over HTTP, applied by the aggregator from the broker, read back through the
 //! api, with the api's clock moved forward to end holding periods.
 
+mod attribution;
 mod fraud;
 mod money;
 mod rules;
@@ -151,6 +152,38 @@ impl Program {
         }
     }
 
+    /// The landing URL a browser is sent to by a click on `code`'s link, once ingest knows
+    /// the code (it learns new codes from Postgres within moments).
+    pub async fn click(&self, code: &str) -> url::Url {
+        let no_redirects = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let location = std::sync::Mutex::new(None);
+        let known = wait::until(
+            Duration::from_secs(30),
+            "a click on a known code",
+            || async {
+                let response = no_redirects
+                    .get(self.ingest.url(&format!("/?ref={code}&utm_source=mail")))
+                    .header(
+                        "user-agent",
+                        "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0",
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                let known = response.headers().contains_key("set-cookie");
+                *location.lock().unwrap() = response.headers().get("location").cloned();
+                known
+            },
+        )
+        .await;
+        assert!(known.is_ok(), "ingest never knew {code}");
+        let location = location.into_inner().unwrap().unwrap();
+        url::Url::parse(location.to_str().unwrap()).unwrap()
+    }
+
     /// Reports a conversion to ingest as the product's backend would; (status, body).
     pub async fn report(&self, event: Value) -> (u16, Value) {
         let response = self
@@ -165,6 +198,14 @@ impl Program {
             response.status().as_u16(),
             response.json().await.unwrap_or(Value::Null),
         )
+    }
+
+    /// Environment for a client of ingest's conversions API: its URL and the events key.
+    pub fn ingest_client_env(&self) -> [(&'static str, String); 2] {
+        [
+            ("INGEST_URL", self.ingest.url("")),
+            ("REFTRACK_EVENTS_KEY", self.events.clone()),
+        ]
     }
 
     /// Reports a conversion that must be accepted.
@@ -212,6 +253,20 @@ impl Program {
         let last = last.into_inner().unwrap();
         assert!(found.is_ok(), "{path} never became ready; last: {last}");
         last
+    }
+
+    /// Marks the payout `payout` (as the withdraw answer shows it) paid, as an admin.
+    pub async fn mark_paid(&self, payout: &Value) {
+        let id = payout["id"].as_i64().unwrap();
+        let path = format!("/api/v1/affiliate/payouts/{id}/mark-paid/");
+        self.admin("POST", &path, None).await;
+    }
+
+    /// The promoter's payouts, newest first, as the promoter API lists them.
+    pub async fn payouts(&self, p: &Promoter) -> Value {
+        let (status, payouts) = self.api("GET", "/referrals/payouts", &p.token, None).await;
+        assert_eq!(status, 200, "{payouts}");
+        payouts
     }
 
     /// The promoter's referrals (the first page).

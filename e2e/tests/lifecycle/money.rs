@@ -64,18 +64,9 @@ async fn a_commission_is_pending_for_its_holding_period_then_payable_then_paid()
         "{payout}"
     );
     assert_eq!(money(&payout["amount"]), 37.5);
-    let id = payout["id"].as_i64().unwrap();
-    program
-        .admin(
-            "POST",
-            &format!("/api/v1/affiliate/payouts/{id}/mark-paid/"),
-            None,
-        )
-        .await;
+    program.mark_paid(&payout).await;
 
-    let (_, payouts) = program
-        .api("GET", "/referrals/payouts", &p.token, None)
-        .await;
+    let payouts = program.payouts(&p).await;
     assert_eq!(payouts[0]["status"], "paid", "{payouts}");
     assert_eq!(program.referrals(&p).await[0]["commissionStatus"], "paid");
     let me = program.promoter_once(&p, |_| true).await;
@@ -162,14 +153,7 @@ async fn a_refund_after_payout_is_owed_and_netted_against_later_earnings() {
         .api("POST", "/referrals/withdraw/", &p.token, None)
         .await;
     assert_eq!(status, 201, "{payout}");
-    let id = payout["id"].as_i64().unwrap();
-    program
-        .admin(
-            "POST",
-            &format!("/api/v1/affiliate/payouts/{id}/mark-paid/"),
-            None,
-        )
-        .await;
+    program.mark_paid(&payout).await;
 
     // Refunded after it was paid: 45 owed, never withdrawable.
     program

@@ -18,7 +18,8 @@ const MAX_AMOUNT: i64 = 1_000_000_000;
 const MAX_CLOCK_SKEW_MINUTES: i64 = 5;
 /// 2000-01-01: nothing earlier is a real conversion.
 const EARLIEST: i64 = 946_684_800;
-const FIELDS: &[&str] = &[
+/// Every field a conversion may carry.
+pub const FIELDS: &[&str] = &[
     "event_id",
     "type",
     "user_id",

@@ -6,6 +6,7 @@
 //! which the aggregator counts once.
 
 pub mod input;
+pub mod openapi;
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::future::join_all;
-use reftrack_common::envelope::{Envelope, FieldErrors, error_response};
+use reftrack_common::envelope::{Envelope, ErrorEnvelope, FieldErrors, error_response};
 use reftrack_events::ConversionEvent;
 use reftrack_store::api_keys::Scope;
 use serde::Serialize;
@@ -35,16 +36,19 @@ pub struct ConversionState {
     pub retry_after_secs: u64,
 }
 
-#[derive(Serialize)]
-struct Accepted {
-    event_id: String,
-    status: &'static str,
+/// A conversion the broker acknowledged.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub event_id: String,
+    /// Always `accepted`.
+    pub status: &'static str,
 }
 
-#[derive(Serialize)]
-struct BatchAccepted {
-    accepted: usize,
-    event_ids: Vec<String>,
+/// A batch the broker acknowledged, every event of it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchAccepted {
+    pub accepted: usize,
+    pub event_ids: Vec<String>,
 }
 
 /// Why a conversion request was refused; each maps to one HTTP status.
@@ -111,6 +115,32 @@ impl IntoResponse for IntakeError {
     }
 }
 
+/// Reports one signup, purchase or refund.
+#[utoipa::path(post, path = "/v1/conversions", tag = "conversions",
+    security(("events_key" = [])),
+    request_body(content = input::ConversionRequest, examples(
+        ("signup" = (summary = "A signup through a referral link",
+            value = json!({"event_id": "signup-42", "type": "signup", "user_id": 42, "email": "ada@example.com", "referral_code": "JANE_DOE_1", "method": "link"}))),
+        ("purchase" = (summary = "A purchase by the referred user",
+            value = json!({"event_id": "order-1001", "type": "purchase", "user_id": 42, "referral_code": "JANE_DOE_1", "amount": "99.00", "currency": "USD"}))),
+        ("refund" = (summary = "A refund of that purchase",
+            value = json!({"event_id": "refund-1001", "type": "refund", "user_id": 42, "referral_code": "JANE_DOE_1", "amount": "99.00", "currency": "USD", "original_event_id": "order-1001"}))),
+        ("click id" = (summary = "Attributed by the click id from the landing URL or the cookie",
+            value = json!({"event_id": "signup-43", "type": "signup", "user_id": 43, "click_id": "JANE_DOE_1.0193f0c2a1b27c3d8e4f5a6b7c8d9e0f"}))),
+        ("coupon" = (summary = "Attributed by a coupon code",
+            value = json!({"event_id": "order-1002", "type": "purchase", "user_id": 44, "coupon": "SPRING25", "amount": 49.5, "currency": "USD"}))),
+        ("backfill" = (summary = "An earlier purchase, dated",
+            value = json!({"event_id": "order-900", "type": "purchase", "user_id": 42, "referral_code": "JANE_DOE_1", "amount": "20.00", "currency": "USD", "occurred_at": "2026-11-02T10:15:00Z"}))),
+    )),
+    responses(
+        (status = 202, description = "Acknowledged by the broker; counted once per event_id",
+            body = inline(Envelope<Accepted>)),
+        (status = 400, description = "Invalid fields, each named in error.details", body = ErrorEnvelope),
+        (status = 401, description = "No valid API key", body = ErrorEnvelope),
+        (status = 403, description = "The key lacks the events scope", body = ErrorEnvelope),
+        (status = 503, description = "The broker did not acknowledge in time; retry with the same event_id",
+            body = ErrorEnvelope, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
 pub async fn accept_one(
     State(state): State<ConversionState>,
     headers: HeaderMap,
@@ -130,6 +160,23 @@ pub async fn accept_one(
         .into_response())
 }
 
+/// Reports up to 500 conversions (backfills), checked as a whole, then sent in order.
+#[utoipa::path(post, path = "/v1/conversions/batch", tag = "conversions",
+    security(("events_key" = [])),
+    request_body(content = input::BatchRequest, examples(
+        ("backfill" = (summary = "A signup and its purchase, dated",
+            value = json!({"events": [ {"event_id": "signup-7", "type": "signup", "user_id": 7, "referral_code": "JANE_DOE_1", "occurred_at": "2026-11-01T09:00:00Z"}, {"event_id": "order-700", "type": "purchase", "user_id": 7, "referral_code": "JANE_DOE_1", "amount": "120.00", "currency": "USD", "occurred_at": "2026-11-01T09:30:00Z"}]}))),
+    )),
+    responses(
+        (status = 202, description = "Every event acknowledged by the broker",
+            body = inline(Envelope<BatchAccepted>)),
+        (status = 400, description = "Invalid fields, named events[i].field; nothing was sent",
+            body = ErrorEnvelope),
+        (status = 401, description = "No valid API key", body = ErrorEnvelope),
+        (status = 403, description = "The key lacks the events scope", body = ErrorEnvelope),
+        (status = 503, description = "Not every event was acknowledged; retry the batch (event ids make it harmless)",
+            body = ErrorEnvelope, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ))]
 pub async fn accept_batch(
     State(state): State<ConversionState>,
     headers: HeaderMap,

@@ -8,9 +8,18 @@ use reftrack_testkit::{TestStack, wait};
 use crate::{FIREFOX, LANDING, affiliate, clicks, config, http, spawn};
 
 fn cookie_click_id(response: &reqwest::Response) -> Option<uuid::Uuid> {
-    let cookie = response.headers().get("set-cookie")?.to_str().ok()?;
-    let value = cookie.split(';').next()?.strip_prefix("rt_ref=")?;
-    parse_click_id(value).map(|(_, id)| id)
+    parse_click_id(&cookie_value(response)).map(|(_, id)| id)
+}
+
+/// The attribution cookie's value (`CODE.CLICK_ID`); empty when none was set.
+fn cookie_value(response: &reqwest::Response) -> String {
+    let cookie = response.headers().get("set-cookie");
+    let cookie = cookie.and_then(|c| c.to_str().ok()).unwrap_or_default();
+    let value = cookie.split(';').next().unwrap_or_default();
+    value
+        .strip_prefix("rt_ref=")
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test]
@@ -29,16 +38,21 @@ async fn a_click_redirects_with_a_cookie_and_records_every_field() {
         .await
         .unwrap();
     assert_eq!(response.status(), 302);
-    assert_eq!(
-        response.headers()["location"],
-        format!("{LANDING}?utm_source=news&utm_campaign=fall%20sale&x").as_str()
-    );
     assert_eq!(response.headers()["cache-control"], "no-store");
     let cookie = response.headers()["set-cookie"]
         .to_str()
         .unwrap()
         .to_string();
     assert!(cookie.starts_with("rt_ref=ABC123."), "{cookie}");
+    // The landing URL carries the cookie's click id too, for a product on another domain.
+    assert_eq!(
+        response.headers()["location"],
+        format!(
+            "{LANDING}?utm_source=news&utm_campaign=fall%20sale&x&rt_click={}",
+            cookie_value(&response)
+        )
+        .as_str()
+    );
     assert!(
         cookie.ends_with("; Max-Age=5184000; Path=/; Secure; HttpOnly; SameSite=Lax"),
         "{cookie}"
@@ -54,7 +68,11 @@ async fn a_click_redirects_with_a_cookie_and_records_every_field() {
     assert_eq!(by_path.status(), 302);
     assert_eq!(
         by_path.headers()["location"],
-        format!("{LANDING}?utm_medium=mail").as_str()
+        format!(
+            "{LANDING}?utm_medium=mail&rt_click={}",
+            cookie_value(&by_path)
+        )
+        .as_str()
     );
     let second_click = cookie_click_id(&by_path).unwrap();
 
@@ -186,10 +204,19 @@ async fn unknown_bot_and_prefetch_clicks_still_redirect_and_are_flagged() {
     for (request, verdict, cookie) in cases {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 302);
-        assert_eq!(response.headers()["location"], LANDING);
         assert_eq!(
             response.headers().get("set-cookie").is_some(),
             cookie,
+            "{verdict:?}"
+        );
+        // The click id goes on the landing URL exactly when the cookie has one.
+        let landing = match cookie {
+            true => format!("{LANDING}?rt_click={}", cookie_value(&response)),
+            false => LANDING.to_string(),
+        };
+        assert_eq!(
+            response.headers()["location"],
+            landing.as_str(),
             "{verdict:?}"
         );
         expected.push(verdict);

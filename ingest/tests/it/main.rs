@@ -3,6 +3,7 @@
 mod clicks;
 mod conversions;
 mod open_redirect;
+mod openapi;
 mod ops;
 mod outage;
 
