@@ -20,6 +20,30 @@ impl Served {
     }
 
     /// The service's `/metrics` exposition.
+    /// `method path` with an optional bearer and JSON body: the status and the body, as
+    /// JSON when it is (else as a JSON string).
+    pub async fn call(
+        &self,
+        http: &reqwest::Client,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = http.request(method.parse().unwrap(), self.url(path));
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, body)
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.url("/metrics"))
             .await

@@ -325,6 +325,22 @@ pub struct DeliveryQuery {
     pub status: Option<DeliveryStatus>,
 }
 
+impl DeliveryQuery {
+    pub fn parse(query: &Map<String, Value>) -> Result<(Paging, Self), FieldErrors> {
+        let mut f = Fields::query(query, &Plain);
+        let paging = Paging::read(&mut f, 20, 100);
+        let status = f.choice("status");
+        f.finish((
+            paging,
+            DeliveryQuery {
+                page: Some(paging.page),
+                page_size: Some(paging.size),
+                status,
+            },
+        ))
+    }
+}
+
 /// One event's delivery to the endpoint, with every attempt.
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct Delivery {
@@ -415,10 +431,8 @@ pub async fn deliveries(
 ) -> Answer<DeliveryList> {
     let endpoint = find(&state, &raw).await?;
     let query = query_object(&query);
-    let mut f = Fields::query(&query, &Plain);
-    let paging = Paging::read(&mut f, 20, 100);
-    let status: Option<DeliveryStatus> = f.choice("status");
-    f.finish(()).map_err(ApiError::Invalid)?;
+    let (paging, DeliveryQuery { status, .. }) =
+        DeliveryQuery::parse(&query).map_err(ApiError::Invalid)?;
     let total: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND ($2::text IS NULL OR status = $2)",
     )

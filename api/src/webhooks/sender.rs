@@ -30,6 +30,9 @@ const FAN_OUT: i64 = 500;
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// How long the loop rests when there was nothing to do.
 const IDLE: Duration = Duration::from_millis(250);
+/// How often the commissions that became payable are looked for (each look locks the
+/// cursor that the ledger's inserts read).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Sender {
     pool: PgPool,
@@ -70,7 +73,16 @@ impl Sender {
 
     /// Runs until the task is dropped (what is in flight then is sent again later).
     pub async fn run(self) {
+        let mut announced = Instant::now() - ANNOUNCE_EVERY;
         loop {
+            if announced.elapsed() >= ANNOUNCE_EVERY {
+                match announce_payable(&self.pool).await {
+                    Ok(()) => announced = Instant::now(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "announcing payable commissions failed; retrying");
+                    }
+                }
+            }
             match self.round().await {
                 Ok(true) => {}
                 Ok(false) => tokio::time::sleep(IDLE).await,
@@ -175,7 +187,7 @@ impl Sender {
                     took: started.elapsed(),
                 }
             }
-            Err(err) => failed(describe(&err)),
+            Err(err) => failed(describe(err)),
         }
     }
 
@@ -199,10 +211,13 @@ impl Sender {
             .bind(due.id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE webhook_endpoints SET consecutive_failures = 0 WHERE id = $1")
-                .bind(due.endpoint_id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE webhook_endpoints SET consecutive_failures = 0
+                 WHERE id = $1 AND consecutive_failures <> 0",
+            )
+            .bind(due.endpoint_id)
+            .execute(&mut *tx)
+            .await?;
             m::webhook_attempt("delivered");
             return tx.commit().await;
         };
@@ -275,8 +290,9 @@ fn sign(due: &Due, message_id: &str, timestamp: i64, body: &[u8]) -> anyhow::Res
     Ok(signatures.join(" "))
 }
 
-/// A transport error in a few words (timeouts and refusals named as such).
-fn describe(err: &reqwest::Error) -> String {
+/// A transport error in a few words: what failed (timeouts and refusals named as such),
+/// then its causes.
+fn describe(err: reqwest::Error) -> String {
     let kind = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
@@ -284,13 +300,7 @@ fn describe(err: &reqwest::Error) -> String {
     } else {
         "request failed"
     };
-    let mut text = kind.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text = format!("{text}: {cause}");
-        source = cause.source();
-    }
-    text
+    format!("{kind}: {:#}", anyhow::Error::new(err))
 }
 
 /// The wait before the next attempt after `attempts` failed ones: the base doubled each
@@ -325,7 +335,7 @@ async fn fan_out(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(done.rows_affected())
 }
 
-/// Announces the commissions whose holding period ended since the last round (see the
+/// Announces the commissions whose holding period ended since the last look (see the
 /// migration for why the cursor is locked).
 async fn announce_payable(pool: &PgPool) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;

@@ -37,6 +37,31 @@ async fn register(api: &Client, admin: &str, url: &str, types: &[&str]) -> Value
     answer["data"].clone()
 }
 
+/// Points the endpoint at `path` to `receiver` (which needs the secret registering made).
+async fn point_at(api: &Client, admin: &str, path: &str, receiver: &WebhookReceiver) {
+    let body = json!({"url": receiver.url("/hooks")});
+    let (status, answer) = api.call("PUT", path, Some(admin), Some(body)).await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// An endpoint for `types` delivering to a new receiver that checks its secret and
+/// answers by `plan`; the endpoint's path.
+async fn endpoint_with_receiver(
+    api: &Client,
+    admin: &str,
+    types: &[&str],
+    plan: &str,
+) -> (String, WebhookReceiver) {
+    let endpoint = register(api, admin, "http://127.0.0.1:9/", types).await;
+    let secret = endpoint["secret"].as_str().unwrap();
+    assert!(secret.starts_with("whsec_"), "{endpoint}");
+    let receiver = WebhookReceiver::start(&[secret]);
+    receiver.plan(plan);
+    let path = format!("/api/v1/affiliate/webhooks/{}/", endpoint["id"]);
+    point_at(api, admin, &path, &receiver).await;
+    (path, receiver)
+}
+
 async fn new_affiliate(api: &Client, admin: &str, n: usize) -> i64 {
     let body = json!({"name": format!("Hook {n}"), "email": format!("hook{n}@example.com"),
                       "payment_methods": [{"type": "paypal", "email": format!("hook{n}@example.com")}]});
@@ -75,24 +100,7 @@ async fn deliveries_are_signed_by_the_standard_and_retried_after_errors_and_time
     let stack = TestStack::new().await.unwrap();
     let admin = key(&stack, &[Scope::Admin]).await;
     let api = Client::new(&fast(&stack)).await;
-    // The receiver needs the secret, which registering makes: register, then point the
-    // endpoint at the receiver.
-    let endpoint = register(&api, &admin, "http://127.0.0.1:9/", &[]).await;
-    let secret = endpoint["secret"].as_str().unwrap();
-    assert!(secret.starts_with("whsec_"), "{endpoint}");
-    let receiver = WebhookReceiver::start(&[secret]);
-    receiver.plan("500,timeout");
-    let id = endpoint["id"].as_i64().unwrap();
-    let path = format!("/api/v1/affiliate/webhooks/{id}/");
-    let (status, _) = api
-        .call(
-            "PUT",
-            &path,
-            Some(&admin),
-            Some(json!({"url": receiver.url("/hooks")})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (path, receiver) = endpoint_with_receiver(&api, &admin, &[], "500,timeout").await;
 
     let affiliate = new_affiliate(&api, &admin, 1).await;
     let approve = format!("/api/v1/affiliate/affiliates/{affiliate}/approve/");
@@ -176,17 +184,8 @@ async fn an_endpoint_failing_again_and_again_is_disabled_and_a_delivery_can_be_s
     let mut config = fast(&stack);
     config.webhooks.disable_after_failures = 3;
     let api = Client::new(&config).await;
-    let endpoint = register(&api, &admin, "http://127.0.0.1:9/", &["affiliate.created"]).await;
-    let receiver = WebhookReceiver::start(&[endpoint["secret"].as_str().unwrap()]);
-    receiver.plan("500*");
-    let path = format!("/api/v1/affiliate/webhooks/{}/", endpoint["id"]);
-    api.call(
-        "PUT",
-        &path,
-        Some(&admin),
-        Some(json!({"url": receiver.url("/")})),
-    )
-    .await;
+    let (path, receiver) =
+        endpoint_with_receiver(&api, &admin, &["affiliate.created"], "500*").await;
     new_affiliate(&api, &admin, 2).await;
 
     let disabled = wait::until(Duration::from_secs(60), "endpoint disabled", || async {
@@ -252,13 +251,7 @@ async fn after_a_rotation_deliveries_verify_with_the_old_secret_and_the_new() {
     );
     assert_ne!(old, new);
     let receiver = WebhookReceiver::start(&[old, new]);
-    api.call(
-        "PUT",
-        &path,
-        Some(&admin),
-        Some(json!({"url": receiver.url("/")})),
-    )
-    .await;
+    point_at(&api, &admin, &path, &receiver).await;
     new_affiliate(&api, &admin, 3).await;
     let received = delivered(&receiver, 1).await;
     assert_eq!(received[0]["verified_by"], json!([0, 1]), "{received:#?}");
@@ -341,18 +334,9 @@ async fn no_event_is_lost_across_kill_9s_of_the_sender() {
     quiet.webhooks.send = false;
     quiet.webhooks.allow_private = true;
     let api = Client::new(&quiet).await;
-    let endpoint = register(&api, &admin, "http://127.0.0.1:9/", &["affiliate.created"]).await;
-    let receiver = WebhookReceiver::start(&[endpoint["secret"].as_str().unwrap()]);
     // Slow answers, so that kills land mid-request.
-    receiver.plan("timeout,timeout,500,timeout,500,timeout");
-    let path = format!("/api/v1/affiliate/webhooks/{}/", endpoint["id"]);
-    api.call(
-        "PUT",
-        &path,
-        Some(&admin),
-        Some(json!({"url": receiver.url("/")})),
-    )
-    .await;
+    let plan = "timeout,timeout,500,timeout,500,timeout";
+    let (_, receiver) = endpoint_with_receiver(&api, &admin, &["affiliate.created"], plan).await;
     const AFFILIATES: usize = 40;
     for n in 0..AFFILIATES {
         new_affiliate(&api, &admin, 100 + n).await;

@@ -108,20 +108,9 @@ impl Program {
         bearer: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method.parse().unwrap(), self.api.url(path))
-            .bearer_auth(bearer);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        self.api
+            .call(&self.http, method, path, Some(bearer), body.as_ref())
+            .await
     }
 
     /// An admin call that must succeed; its `data`.
