@@ -322,8 +322,8 @@ async fn a_change_rolled_back_writes_no_event_and_a_committed_one_writes_one() {
     assert_eq!(count().await, 1);
 }
 
-/// The sender killed with SIGKILL again and again while it delivers to a slow receiver:
-/// every event still arrives (at least once, by its message id). Multi-threaded: the
+/// The sender killed with SIGKILL again and again while it delivers to a slow receiver,
+/// then two senders at once: every event still arrives (at least once, by its message id). Multi-threaded: the
 /// processes are started and killed with blocking calls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_across_kill_9s_of_the_sender() {
@@ -363,11 +363,17 @@ async fn no_event_is_lost_across_kill_9s_of_the_sender() {
         tokio::time::sleep(Duration::from_millis(300 + 400 * round)).await;
         sender.kill();
     }
-    let addr = free_addr().unwrap();
-    let _sender = Launch::new("api-webhooks", &program, addr)
-        .env(env(addr))
-        .start()
-        .unwrap();
+    // Then two senders at once, as two api instances would run: they share the work
+    // through row locks.
+    let _senders: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = free_addr().unwrap();
+            Launch::new("api-webhooks", &program, addr)
+                .env(env(addr))
+                .start()
+                .unwrap()
+        })
+        .collect();
     let received = delivered(&receiver, AFFILIATES).await;
     let ids: BTreeSet<&str> = received
         .iter()
