@@ -94,6 +94,17 @@ fn parse_amount(s: &str) -> Result<Money, String> {
         .map_err(|err| err.to_string())
 }
 
+/// An ISO 4217 code: three capital letters.
+fn parse_currency(s: &str) -> Result<String, String> {
+    if s.len() == 3 && s.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a currency code (three capital letters, such as USD)"
+        ))
+    }
+}
+
 /// The promoter API's business settings; handlers read them from the state.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -125,6 +136,10 @@ pub struct Settings {
     /// an admin's review.
     #[arg(long = "payout-review-hours", env = "PAYOUT_REVIEW_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=720))]
     pub payout_review_hours: u32,
+
+    /// The currency commissions are paid in (payout batches name it to the provider).
+    #[arg(long = "payout-currency", env = "PAYOUT_CURRENCY", default_value = "USD", value_parser = parse_currency)]
+    pub payout_currency: String,
 
     /// Referrals per page of GET /referrals/.
     #[arg(long = "promoter-page-size", env = "PROMOTER_PAGE_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]

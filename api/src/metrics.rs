@@ -11,7 +11,7 @@ pub const WEBHOOK_ATTEMPTS: &str = "api_webhook_attempts_total";
 pub const WEBHOOK_ENDPOINTS_DISABLED: &str = "api_webhook_endpoints_disabled_total";
 
 /// What happens to a payout: a promoter requests it, staff pay or cancel it.
-pub const PAYOUT_EVENTS: [&str; 3] = ["requested", "paid", "cancelled"];
+pub const PAYOUT_EVENTS: [&str; 4] = ["requested", "paid", "cancelled", "failed"];
 
 /// Describes every metric and starts the counters at zero, so dashboards and alerts see
 /// 0 rather than nothing before the first event.

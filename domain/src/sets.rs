@@ -42,8 +42,9 @@ closed_set! {
 
 closed_set! {
     /// A withdrawal request.
-    /// `review`: held for an admin to look at (the payout address changed shortly before).
-    PayoutStatus { Pending = "pending", Review = "review", Paid = "paid", Cancelled = "cancelled" }
+    /// `review`: held for an admin to look at (the payout address changed shortly before);
+    /// `failed`: the payment provider could not pay it (the amount is back in the balance).
+    PayoutStatus { Pending = "pending", Review = "review", Paid = "paid", Cancelled = "cancelled", Failed = "failed" }
 }
 
 closed_set! {
@@ -109,6 +110,7 @@ closed_set! {
         PayoutRequested = "payout.requested",
         PayoutPaid = "payout.paid",
         PayoutCancelled = "payout.cancelled",
+        PayoutFailed = "payout.failed",
     }
 }
 

@@ -18,6 +18,16 @@ pub fn held_sql(affiliate: &str, now: &str) -> String {
     )
 }
 
+/// SQL: the payable balance ([`Balances::payable`]) of the affiliate whose running totals
+/// row is aliased `totals`, at the timestamp parameter `now`; for queries that choose
+/// affiliates by it.
+pub fn payable_sql(totals: &str, now: &str) -> String {
+    format!(
+        "({totals}.earned - {totals}.reversed - {totals}.paid - {totals}.pending_payouts - {held})",
+        held = held_sql(&format!("{totals}.affiliate_id"), now)
+    )
+}
+
 /// An affiliate's balances at a moment, from its running totals and what is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Balances {

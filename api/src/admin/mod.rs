@@ -1,7 +1,7 @@
 //! The admin affiliate API (`docs/api/admin-affiliate-api.txt`), under `/api/v1/affiliate/`,
 //! for the product's staff, by resource: [`affiliates`] (list, create, read, update,
 //! approve, reject, deactivate, reactivate, delete), their [`performance`], [`payouts`]
-//! (and balances, payment method verification), [`coupons`], the [`program`]'s
+//! (and balances, payment method verification), [`payout_batches`], [`coupons`], the [`program`]'s
 //! rules, and [`webhooks`] endpoints. Answers are in the `{success, data, message, timestamp, api_version}` envelope.
 //!
 //! [`input`] reads requests, [`views`] writes answers, [`db`] holds the queries.
@@ -10,6 +10,7 @@ pub mod affiliates;
 pub mod coupons;
 pub mod db;
 pub mod input;
+pub mod payout_batches;
 pub mod payouts;
 pub mod performance;
 pub mod program;
@@ -27,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     affiliates::router()
         .merge(performance::router())
         .merge(payouts::router())
+        .merge(payout_batches::router())
         .merge(coupons::router())
         .merge(program::router())
         .merge(webhooks::router())

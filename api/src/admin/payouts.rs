@@ -142,10 +142,10 @@ pub struct VerifiedMethod {
 }
 
 #[derive(Debug, sqlx::FromRow)]
-struct PayoutRow {
+pub struct PayoutRow {
     id: i64,
     affiliate_id: i64,
-    amount: Money,
+    pub amount: Money,
     status: PayoutStatus,
     method: PaymentMethod,
     address: String,
@@ -153,12 +153,15 @@ struct PayoutRow {
     paid_at: Option<DateTime<Utc>>,
     paid_by: Option<String>,
     cancelled_at: Option<DateTime<Utc>>,
+    failed_at: Option<DateTime<Utc>>,
+    failure_reason: Option<String>,
+    batch_id: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, affiliate_id, amount, status, method, address, created_at, paid_at, paid_by, cancelled_at";
+const COLUMNS: &str = "id, affiliate_id, amount, status, method, address, created_at, paid_at, \
+    paid_by, cancelled_at, failed_at, failure_reason, batch_id";
 
-fn view(row: PayoutRow) -> PayoutView {
+pub fn view(row: PayoutRow) -> PayoutView {
     PayoutView {
         id: row.id,
         affiliate_id: row.affiliate_id,
@@ -170,6 +173,9 @@ fn view(row: PayoutRow) -> PayoutView {
         paid_at: row.paid_at.map(rfc3339_seconds),
         paid_by: row.paid_by,
         cancelled_at: row.cancelled_at.map(rfc3339_seconds),
+        failed_at: row.failed_at.map(rfc3339_seconds),
+        failure_reason: row.failure_reason,
+        batch_id: row.batch_id,
     }
 }
 
@@ -219,7 +225,7 @@ pub async fn mark_paid(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Answer<PayoutView> {
-    let payout = settle(&state, id(&raw)?, PayoutStatus::Paid, &admin.email).await?;
+    let payout = settle(&state, id(&raw)?, Outcome::Paid, &admin.email).await?;
     ok(payout, "Payout marked as paid")
 }
 
@@ -233,19 +239,53 @@ pub async fn cancel(
     admin: Admin,
     Path(raw): Path<String>,
 ) -> Answer<PayoutView> {
-    let payout = settle(&state, id(&raw)?, PayoutStatus::Cancelled, &admin.email).await?;
+    let payout = settle(&state, id(&raw)?, Outcome::Cancelled, &admin.email).await?;
     ok(payout, "Payout cancelled")
 }
 
-/// Moves a pending payout to `outcome` (paid or cancelled) and its amount out of the
-/// affiliate's pending total (into paid, with a ledger entry, when paid).
+/// How a pending payout ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Paid: a `paid` ledger entry, moved from pending to paid in the totals.
+    Paid,
+    /// Cancelled by staff: the amount returns to the balance.
+    Cancelled,
+    /// The provider could not pay it, for this reason: the amount returns to the balance.
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn status(&self) -> PayoutStatus {
+        match self {
+            Outcome::Paid => PayoutStatus::Paid,
+            Outcome::Cancelled => PayoutStatus::Cancelled,
+            Outcome::Failed(_) => PayoutStatus::Failed,
+        }
+    }
+}
+
 async fn settle(
     state: &AppState,
     id: i64,
-    outcome: PayoutStatus,
+    outcome: Outcome,
     by: &str,
 ) -> Result<PayoutView, AdminError> {
     let mut tx = state.pool.begin().await?;
+    let row = settle_in(&mut tx, id, &outcome, by).await?;
+    tx.commit().await?;
+    crate::metrics::payout(outcome.status().as_str(), row.amount);
+    Ok(view(row))
+}
+
+/// Moves a pending payout (or one held for review) to `outcome`, and its amount out of
+/// the affiliate's pending total (into paid, with a ledger entry, when paid); in `tx`,
+/// with the payout row locked. Anything but a pending payout is a conflict.
+pub async fn settle_in(
+    tx: &mut sqlx::PgConnection,
+    id: i64,
+    outcome: &Outcome,
+    by: &str,
+) -> Result<PayoutRow, AdminError> {
     let row: PayoutRow = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM payouts WHERE id = $1 FOR UPDATE"
     ))
@@ -256,17 +296,23 @@ async fn settle(
     if !matches!(row.status, PayoutStatus::Pending | PayoutStatus::Review) {
         return Err(ApiError::Conflict(format!("This payout is already {}", row.status)).into());
     }
-    let paid = outcome == PayoutStatus::Paid;
+    let paid = *outcome == Outcome::Paid;
+    let reason = match outcome {
+        Outcome::Failed(reason) => Some(reason.as_str()),
+        _ => None,
+    };
     sqlx::query(
         "UPDATE payouts SET status = $2,
-             paid_at = CASE WHEN $3 THEN now() END, paid_by = CASE WHEN $3 THEN $4 END,
-             cancelled_at = CASE WHEN $3 THEN NULL ELSE now() END, cancelled_by = CASE WHEN $3 THEN NULL ELSE $4 END
+             paid_at = CASE WHEN $2 = 'paid' THEN now() END, paid_by = CASE WHEN $2 = 'paid' THEN $3 END,
+             cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() END, cancelled_by = CASE WHEN $2 = 'cancelled' THEN $3 END,
+             failed_at = CASE WHEN $2 = 'failed' THEN now() END, failed_by = CASE WHEN $2 = 'failed' THEN $3 END,
+             failure_reason = $4
          WHERE id = $1",
     )
     .bind(id)
-    .bind(outcome)
-    .bind(paid)
+    .bind(outcome.status())
     .bind(by)
+    .bind(reason)
     .execute(&mut *tx)
     .await?;
     if paid {
@@ -289,11 +335,10 @@ async fn settle(
     .bind(paid)
     .execute(&mut *tx)
     .await?;
-    let row: PayoutRow = sqlx::query_as(&format!("SELECT {COLUMNS} FROM payouts WHERE id = $1"))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    crate::metrics::payout(outcome.as_str(), row.amount);
-    Ok(view(row))
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM payouts WHERE id = $1"))
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?,
+    )
 }

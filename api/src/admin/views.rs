@@ -260,6 +260,11 @@ pub struct PayoutView {
     pub paid_at: Option<String>,
     pub paid_by: Option<String>,
     pub cancelled_at: Option<String>,
+    pub failed_at: Option<String>,
+    /// Why the provider could not pay it.
+    pub failure_reason: Option<String>,
+    /// The payout batch it is a line of.
+    pub batch_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -303,7 +303,17 @@ pub async fn withdraw(
     rules: &WithdrawalRules,
 ) -> Result<PayoutRow, ApiError> {
     let mut tx = pool.begin().await?;
-    let promoter: PromoterRow = sqlx::query_as(&format!("{} FOR UPDATE OF t", promoter_query()))
+    // Lock the totals, then read them with what is held in a statement started after the
+    // lock, which sees every ledger entry committed with the totals (one statement would
+    // see the latest totals but the ledger as it was before waiting for the lock).
+    sqlx::query(
+        "SELECT 1 FROM affiliate_totals t JOIN affiliates a ON a.id = t.affiliate_id
+         WHERE a.user_id = $1 AND a.deleted_at IS NULL FOR UPDATE OF t",
+    )
+    .bind(user_id)
+    .execute(&mut *tx)
+    .await?;
+    let promoter: PromoterRow = sqlx::query_as(&promoter_query())
         .bind(user_id)
         .bind(rules.now)
         .fetch_optional(&mut *tx)

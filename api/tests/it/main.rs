@@ -3,6 +3,7 @@
 mod auth;
 mod money;
 mod ops;
+mod payout_batches;
 mod performance;
 mod seeds;
 mod shapes;

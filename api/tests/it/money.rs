@@ -19,7 +19,13 @@ async fn promoter(client: &Client, user: i64) -> i64 {
 
 /// Commission as the aggregator records it: a referral, a purchase, a ledger entry and
 /// the totals, consistent with each other.
-async fn earn(stack: &TestStack, affiliate: i64, amount: &str, days_ago: i64, event: &str) {
+pub(crate) async fn earn(
+    stack: &TestStack,
+    affiliate: i64,
+    amount: &str,
+    days_ago: i64,
+    event: &str,
+) {
     let at = Utc::now() - Duration::days(days_ago);
     let mut tx = stack.pool.begin().await.unwrap();
     let user: i64 = sqlx::query_scalar("SELECT 100000 + count(*) FROM referrals")
