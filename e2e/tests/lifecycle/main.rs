@@ -6,6 +6,7 @@ mod attribution;
 mod fraud;
 mod money;
 mod rules;
+mod webhooks;
 
 use std::time::Duration;
 
