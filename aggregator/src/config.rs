@@ -28,6 +28,9 @@ pub struct Config {
     pub common: CommonConfig,
 
     #[command(flatten)]
+    pub http: reftrack_common::server::HttpConfig,
+
+    #[command(flatten)]
     pub postgres: reftrack_store::postgres::PostgresConfig,
 
     #[command(flatten)]

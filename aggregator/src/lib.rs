@@ -22,7 +22,8 @@ use std::future::Future;
 
 use anyhow::Context;
 use axum::Router;
-use reftrack_common::http::{Readiness, ops_router, serve};
+use reftrack_common::http::{Readiness, ops_router};
+use reftrack_common::server::Server;
 use reftrack_common::service::{Service, bind};
 use reftrack_common::telemetry;
 use tokio::net::TcpListener;
@@ -36,9 +37,9 @@ use crate::consume::TopicConsumer;
 use crate::conversions::ConversionSink;
 use crate::pipeline::Limits;
 
-/// aggregator, built from its configuration: the two pipelines and the ops router.
+/// aggregator, built from its configuration: the two pipelines and the ops server.
 pub struct App {
-    router: Router,
+    server: Server,
     clicks: (TopicConsumer, ClickSink),
     conversions: (TopicConsumer, ConversionSink),
     limits: (usize, std::time::Duration),
@@ -84,10 +85,8 @@ impl App {
             .with("postgres", reftrack_store::postgres::probe(&pool))
             .with("clickhouse", reftrack_store::clickhouse::probe(&clickhouse))
             .with("kafka", broker.probe());
-        let router =
-            ops_router(readiness, metrics).layer(axum::middleware::from_fn(telemetry::track_http));
         Ok(Self {
-            router,
+            server: Server::new(Router::new(), ops_router(readiness, metrics), &config.http),
             clicks: (
                 TopicConsumer::new(config, &kafka.clicks_topic, "clicks")?,
                 clicks,
@@ -140,7 +139,7 @@ impl App {
             ended
         };
         let stop = cancel.clone();
-        let server = serve(self.router, listener, async move {
+        let server = self.server.serve(listener, async move {
             tokio::select! {
                 () = shutdown => {}
                 () = stop.cancelled() => {}

@@ -22,9 +22,9 @@ pub mod webhooks;
 use std::future::Future;
 
 use anyhow::Context;
-use axum::Router;
 use axum::routing::get;
-use reftrack_common::http::{Readiness, ops_router, serve};
+use reftrack_common::http::{Readiness, ops_router};
+use reftrack_common::server::Server;
 use reftrack_common::service::{Service, bind};
 use reftrack_common::telemetry;
 use tokio::net::TcpListener;
@@ -36,7 +36,7 @@ use crate::state::{AppState, Inner, RateLimits, StatsCache};
 
 /// api, built from its configuration.
 pub struct App {
-    router: Router,
+    server: Server,
     webhook_sender: Option<webhooks::sender::Sender>,
 }
 
@@ -88,15 +88,13 @@ impl App {
                 get(move || std::future::ready(axum::Json(document.clone()))),
             )
             .with_state(state);
-        let router = reftrack_common::http::traced(router)
-            .merge(ops_router(readiness, metrics))
-            .layer(axum::middleware::from_fn(telemetry::track_http));
+        let router = reftrack_common::http::traced(router);
         let webhook_sender = config
             .webhooks
             .send
             .then(|| webhooks::sender::Sender::new(pool.clone(), &config.webhooks));
         Ok(Self {
-            router,
+            server: Server::new(router, ops_router(readiness, metrics), &config.http),
             webhook_sender,
         })
     }
@@ -107,7 +105,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let sender = self.webhook_sender.map(|s| tokio::spawn(s.run()));
-        let served = serve(self.router, listener, shutdown)
+        let served = self
+            .server
+            .serve(listener, shutdown)
             .await
             .context("serve HTTP");
         // What the sender had in flight is sent again by the next one (at least once).

@@ -169,21 +169,57 @@ pub fn parse_secret(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s.to_string()))
 }
 
+/// The fewest bytes a production secret may have (an HMAC key's own size).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Secrets this repository ships (development fallbacks, examples); production refuses
+/// them, and anything that starts as a placeholder does.
+const SHIPPED_SECRETS: &[&str] = &[
+    "reftrack-dev-jwt-signing-key",
+    "reftrack-dev-visitor-hash-secret",
+];
+const PLACEHOLDER_PREFIXES: &[&str] = &["change-me", "changeme", "replace-me", "secret"];
+
 /// Requires a secret outside the dev and test profiles; returns the secret or the
-/// development fallback.
+/// development fallback. In production the secret must be at least [`MIN_SECRET_BYTES`]
+/// long and not one the repository ships.
 pub fn require_secret(
     profile: Profile,
     var: &str,
     value: Option<&SecretString>,
     dev_fallback: &str,
 ) -> Result<SecretString, ConfigError> {
+    const HOW: &str = "generate one with `openssl rand -base64 48`";
     match (value, profile) {
-        (Some(secret), _) => Ok(secret.clone()),
         (None, Profile::Dev | Profile::Test) => Ok(SecretString::from(dev_fallback.to_string())),
+        (Some(secret), Profile::Dev | Profile::Test) => Ok(secret.clone()),
         (None, Profile::Production) => Err(ConfigError::new(
             var,
-            "must be set when REFTRACK_ENV=production",
+            format!("must be set when REFTRACK_ENV=production; {HOW}"),
         )),
+        (Some(secret), Profile::Production) => {
+            let text = secret.expose_secret();
+            let lower = text.to_ascii_lowercase();
+            if text == dev_fallback
+                || SHIPPED_SECRETS.contains(&text)
+                || PLACEHOLDER_PREFIXES.iter().any(|p| lower.starts_with(p))
+            {
+                Err(ConfigError::new(
+                    var,
+                    format!("is a value shipped with reftrack, not a secret; {HOW}"),
+                ))
+            } else if text.len() < MIN_SECRET_BYTES {
+                Err(ConfigError::new(
+                    var,
+                    format!(
+                        "is {} bytes; production needs at least {MIN_SECRET_BYTES}; {HOW}",
+                        text.len()
+                    ),
+                ))
+            } else {
+                Ok(secret.clone())
+            }
+        }
     }
 }
 
@@ -255,10 +291,40 @@ mod tests {
         let err = load_from::<Sample, _, _>(["x", "--env", "production"]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "bad configuration: SAMPLE_SECRET_FOR_TEST: must be set when REFTRACK_ENV=production"
+            "bad configuration: SAMPLE_SECRET_FOR_TEST: must be set when REFTRACK_ENV=production; \
+             generate one with `openssl rand -base64 48`"
         );
-        assert!(load_from::<Sample, _, _>(["x", "--env", "production", "--secret", "s3"]).is_ok());
         assert!(load_from::<Sample, _, _>(["x"]).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_shipped_placeholder_and_short_secrets() {
+        let strong = "q8Xr2vN0c7LmZ1pT4yHs9WbE6uKaJd3FgQ5oRiVtYw==";
+        let with = |secret: &str| {
+            load_from::<Sample, _, _>(["x", "--env", "production", "--secret", secret])
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(with(strong), Ok(()));
+        for shipped in [
+            "dev",
+            "reftrack-dev-jwt-signing-key",
+            "change-me-jwt-signing-key-0123456789abcdef",
+        ] {
+            let err = with(shipped).unwrap_err();
+            assert!(
+                err.contains("a value shipped with reftrack"),
+                "{shipped}: {err}"
+            );
+            assert_eq!(err.lines().count(), 1);
+        }
+        let err = with("s3cr3t-but-only-24-bytes").unwrap_err();
+        assert!(
+            err.contains("is 24 bytes; production needs at least 32"),
+            "{err}"
+        );
+        // Development takes anything, and the fallback when unset.
+        assert!(load_from::<Sample, _, _>(["x", "--secret", "s3"]).is_ok());
     }
 
     #[test]

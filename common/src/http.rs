@@ -1,5 +1,5 @@
-//! The HTTP plumbing every service shares: `/healthz`, `/readyz`, `/metrics`, and a
-//! `serve` that takes a bound listener and a shutdown future (tests bind port 0).
+//! The HTTP plumbing every service shares: `/readyz` and `/metrics` (served by
+//! [`crate::server::Server`]), and request ids with access logs.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,7 +15,6 @@ use axum::{Json, Router};
 use futures::future::{BoxFuture, join_all};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
@@ -86,17 +85,13 @@ struct OpsState {
     metrics: PrometheusHandle,
 }
 
-/// `/healthz` (the process is alive), `/readyz` (its dependencies answer) and `/metrics`.
+/// `/readyz` (its dependencies answer) and `/metrics`: for the operators' network only
+/// (`OPS_ADDR`), as they name the dependencies and their errors.
 pub fn ops_router(readiness: Readiness, metrics: PrometheusHandle) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .with_state(OpsState { readiness, metrics })
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
 }
 
 async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
@@ -143,19 +138,4 @@ pub fn traced(router: Router) -> Router {
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting and
-/// drains in-flight requests before returning.
-pub async fn serve(
-    router: Router,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

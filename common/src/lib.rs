@@ -7,6 +7,7 @@ pub mod config;
 pub mod envelope;
 pub mod http;
 pub mod input;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

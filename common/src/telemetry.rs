@@ -100,10 +100,10 @@ fn describe_http_metrics() {
 pub async fn track_http(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let handles = http_handles(route, &method, response.status().as_u16());
+    let handles = http_handles(route, method, response.status().as_u16());
     handles.duration.record(start.elapsed().as_secs_f64());
     handles.requests.increment(1);
     response
@@ -115,17 +115,37 @@ struct HttpHandles {
     requests: metrics::Counter,
 }
 
-/// Route → the handles seen for it, by method and status (a short list per route).
-type HandleCache = HashMap<Box<str>, Vec<(Method, u16, HttpHandles)>>;
+/// A request method as a label: the standard ones by name, any other as `other`, so that
+/// clients inventing methods cannot grow the label set (and the process's memory).
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    match KNOWN.iter().find(|known| *known == method) {
+        Some(known) => known.as_str(),
+        None => "other",
+    }
+}
 
-fn http_handles(route: &str, method: &Method, status: u16) -> HttpHandles {
+/// Route → the handles seen for it, by method and status (a short list per route).
+type HandleCache = HashMap<Box<str>, Vec<(&'static str, u16, HttpHandles)>>;
+
+fn http_handles(route: &str, method: &'static str, status: u16) -> HttpHandles {
     static CACHE: OnceLock<RwLock<HandleCache>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let lookup = |cache: &HandleCache| {
         cache
             .get(route)?
             .iter()
-            .find(|(m, s, _)| m == method && *s == status)
+            .find(|(m, s, _)| *m == method && *s == status)
             .map(|(_, _, h)| h.clone())
     };
     if let Some(handles) = lookup(&cache.read().unwrap_or_else(|e| e.into_inner())) {
@@ -136,7 +156,7 @@ fn http_handles(route: &str, method: &Method, status: u16) -> HttpHandles {
         requests: metrics::counter!(
             HTTP_REQUESTS,
             "route" => route.to_owned(),
-            "method" => method.as_str().to_owned(),
+            "method" => method,
             "status" => status.to_string()
         ),
     };
@@ -145,6 +165,6 @@ fn http_handles(route: &str, method: &Method, status: u16) -> HttpHandles {
         .unwrap_or_else(|e| e.into_inner())
         .entry(route.into())
         .or_default()
-        .push((method.clone(), status, handles.clone()));
+        .push((method, status, handles.clone()));
     handles
 }

@@ -5,7 +5,7 @@
 //! without waiting. No network call happens before the 302 goes out.
 
 use std::borrow::Cow;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -32,7 +32,7 @@ pub struct ClickState {
     pub visitors: VisitorHasher,
     pub bots: BotDetector,
     pub producer: Arc<ClickProducer>,
-    pub client_ip_header: Option<HeaderName>,
+    pub client_ip: crate::client_ip::ClientIp,
     pub country_header: HeaderName,
     /// The landing URL's parameter carrying the click id (`None`: not appended).
     pub click_id_param: Option<String>,
@@ -103,9 +103,11 @@ impl ClickState {
             code: code_text,
             affiliate_id: affiliate.map(|a| a.id),
             received_at_ms: now_ms,
-            visitor: self
-                .visitors
-                .hash(self.client_ip(headers, peer), &user_agent, now_ms),
+            visitor: self.visitors.hash(
+                self.client_ip.resolve(headers, peer.ip()),
+                &user_agent,
+                now_ms,
+            ),
             user_agent,
             referer: header_text(headers, &REFERER),
             method: if request.method() == Method::HEAD {
@@ -135,16 +137,6 @@ impl ClickState {
             .as_deref()
             .and_then(|id| self.cookie.set_cookie(headers, id));
         redirect(&location, cookie)
-    }
-
-    fn client_ip(&self, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
-        self.client_ip_header
-            .as_ref()
-            .and_then(|name| headers.get(name))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| peer.ip())
     }
 
     fn country<'r>(&self, headers: &'r HeaderMap) -> Option<Cow<'r, str>> {

@@ -30,6 +30,9 @@ pub struct Config {
     pub common: CommonConfig,
 
     #[command(flatten)]
+    pub http: reftrack_common::server::HttpConfig,
+
+    #[command(flatten)]
     pub postgres: reftrack_store::postgres::PostgresConfig,
 
     #[command(flatten)]
@@ -91,9 +94,15 @@ pub struct Config {
     #[arg(long = "cookie-secure", env = "COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
     pub cookie_secure: bool,
 
-    /// Header set by a trusted proxy with the client IP (first address used); unset: the peer address.
-    #[arg(long = "client-ip-header", env = "CLIENT_IP_HEADER", value_parser = parse_header_name)]
-    pub client_ip_header: Option<HeaderName>,
+    /// Load balancers and proxies whose forwarding header is believed: comma-separated
+    /// networks (10.0.0.0/8) or addresses. Empty: the connection's address is the client's.
+    #[arg(long = "trusted-proxies", env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// The forwarding header trusted proxies set: x-forwarded-for, or forwarded (RFC 7239).
+    /// The client is its rightmost address that is not a trusted proxy.
+    #[arg(long = "client-ip-header", env = "CLIENT_IP_HEADER", default_value = "x-forwarded-for", value_parser = parse_header_name)]
+    pub client_ip_header: HeaderName,
 
     /// Header set by a trusted proxy with the visitor's ISO country code.
     #[arg(
@@ -223,6 +232,15 @@ fn is_token(s: &str) -> bool {
 }
 
 /// A header name, lower-cased (clap value parser).
+/// A network in CIDR notation, or one address (a /32 or /128).
+fn parse_network(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| "not a network (10.0.0.0/8) or an address".to_string())
+}
+
 fn parse_header_name(s: &str) -> Result<HeaderName, String> {
     HeaderName::try_from(s.trim().to_ascii_lowercase()).map_err(|_| "not a header name".to_string())
 }

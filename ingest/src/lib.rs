@@ -8,6 +8,7 @@
 //! - [`conversions`]: signups, purchases and refunds, acknowledged only once the broker has them.
 
 pub mod click;
+pub mod client_ip;
 mod config;
 pub mod conversions;
 pub mod cookie;
@@ -26,7 +27,8 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::{get, post};
 use reftrack_common::config::Profile;
-use reftrack_common::http::{Readiness, ops_router, serve};
+use reftrack_common::http::{Readiness, ops_router};
+use reftrack_common::server::Server;
 use reftrack_common::service::{Service, bind};
 use reftrack_common::telemetry;
 use reftrack_events::kafka::BrokerProbe;
@@ -45,9 +47,9 @@ use crate::producer::{ClickProducer, ClickProducerConfig, ConversionProducer};
 use crate::redirect::{Landing, RedirectPolicy};
 use crate::spill::Spill;
 
-/// ingest, built from its configuration: the router and what runs behind it.
+/// ingest, built from its configuration: the server and what runs behind it.
 pub struct App {
-    router: Router,
+    server: Server,
     clicks: Arc<ClickProducer>,
     conversions: ConversionProducer,
     refresher: directory::Refresher,
@@ -104,7 +106,10 @@ impl App {
             visitors: verdict::VisitorHasher::new(config.visitor_hash_secret()),
             bots: verdict::BotDetector::new(),
             producer: clicks.clone(),
-            client_ip_header: config.client_ip_header.clone(),
+            client_ip: client_ip::ClientIp::new(
+                config.trusted_proxies.clone(),
+                config.client_ip_header.clone(),
+            ),
             country_header: config.country_header.clone(),
             click_id_param: Some(config.click_id_param.clone()).filter(|p| !p.is_empty()),
         });
@@ -144,11 +149,9 @@ impl App {
             .route(
                 "/openapi.json",
                 get(move || std::future::ready(axum::Json(document.clone()))),
-            )
-            .merge(ops_router(readiness, metrics))
-            .layer(axum::middleware::from_fn(telemetry::track_http));
+            );
         Ok(Self {
-            router,
+            server: Server::new(router, ops_router(readiness, metrics), &config.http),
             clicks,
             conversions,
             refresher,
@@ -182,7 +185,7 @@ impl App {
                 .run(cancel.clone()),
             ),
         ];
-        let served = serve(self.router, listener, shutdown).await;
+        let served = self.server.serve(listener, shutdown).await;
         cancel.cancel();
         for task in tasks {
             let _ = task.await;

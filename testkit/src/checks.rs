@@ -28,7 +28,8 @@ pub async fn assert_ops_endpoints(server: &Served, dependencies: &[&str]) {
 }
 
 /// Runs the service binary with an unparsable `DATABASE_URL`, then in production without
-/// `secret_var`: each run exits 2 with one line that names the variable.
+/// `secret_var`, with a shipped value and with a short one: each run exits 2 with one line
+/// that names the variable.
 pub fn assert_bad_config_is_one_line(bin: &str, name: &str, secret_var: Option<&str>) {
     let out = Command::new(bin)
         .env("DATABASE_URL", "not a url")
@@ -45,15 +46,36 @@ pub fn assert_bad_config_is_one_line(bin: &str, name: &str, secret_var: Option<&
     );
 
     if let Some(var) = secret_var {
-        let out = Command::new(bin)
-            .env("REFTRACK_ENV", "production")
-            .env_remove(var)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        assert_eq!(
-            String::from_utf8(out.stderr).unwrap().trim_end(),
-            format!("{name}: bad configuration: {var}: must be set when REFTRACK_ENV=production")
-        );
+        let refusal = |value: Option<&str>| {
+            let mut command = Command::new(bin);
+            command.env("REFTRACK_ENV", "production").env_remove(var);
+            if let Some(value) = value {
+                command.env(var, value);
+            }
+            let out = command.output().unwrap();
+            assert_eq!(out.status.code(), Some(2));
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            stderr
+        };
+        let prefix = format!("{name}: bad configuration: {var}: ");
+        for (value, says) in [
+            (None, "must be set when REFTRACK_ENV=production"),
+            // What docker-compose shipped as an example, and a short key.
+            (
+                Some("change-me-jwt-signing-key"),
+                "is a value shipped with reftrack",
+            ),
+            (
+                Some("only-20-bytes-long!!"),
+                "is 20 bytes; production needs at least 32",
+            ),
+        ] {
+            let stderr = refusal(value);
+            assert!(
+                stderr.starts_with(&format!("{prefix}{says}")),
+                "{value:?}: {stderr}"
+            );
+        }
     }
 }

@@ -21,7 +21,7 @@ impl Services {
                 ingest,
                 vec![
                     ("INGEST_ADDR", ingest.to_string()),
-                    ("CLIENT_IP_HEADER", "x-forwarded-for".into()),
+                    ("TRUSTED_PROXIES", "127.0.0.1".into()),
                     ("SPILL_DIR", spill.display().to_string()),
                 ],
             ),

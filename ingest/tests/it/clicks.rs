@@ -279,3 +279,49 @@ async fn a_new_affiliate_is_attributable_without_a_restart() {
     .await
     .unwrap();
 }
+
+/// The visitor of clicks sent with each `X-Forwarded-For`, in order.
+async fn visitors_behind(trusted: &str, forwarded: &[&str]) -> Vec<u64> {
+    let stack = TestStack::new().await.unwrap();
+    affiliate(&stack, "PROXY1").await;
+    let mut config = config(&stack);
+    config.trusted_proxies = trusted
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let server = spawn(&config).await;
+    for xff in forwarded {
+        let response = http()
+            .get(server.url("/?ref=PROXY1"))
+            .header("user-agent", FIREFOX)
+            .header("x-forwarded-for", *xff)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 302);
+    }
+    let mut events = clicks(&stack, forwarded.len()).await;
+    events.sort_by_key(|e| e.received_at_ms);
+    events.iter().map(|e| e.visitor).collect()
+}
+
+#[tokio::test]
+async fn the_client_address_is_the_rightmost_one_a_trusted_proxy_did_not_add() {
+    // Behind a trusted load balancer (loopback here): the client's own claim (leftmost)
+    // changes nothing; the address the balancer saw does.
+    let v = visitors_behind(
+        "127.0.0.1/32",
+        &[
+            "1.1.1.1, 203.0.113.5",
+            "9.9.9.9, 203.0.113.5",
+            "203.0.113.77",
+        ],
+    )
+    .await;
+    assert_eq!(v[0], v[1], "a forged leftmost entry is not the client");
+    assert_ne!(v[0], v[2], "a different client is a different visitor");
+    // From a peer that is not trusted, the header is ignored: one peer, one visitor.
+    let v = visitors_behind("", &["203.0.113.5", "203.0.113.77"]).await;
+    assert_eq!(v[0], v[1], "an untrusted peer cannot choose its address");
+}

@@ -16,3 +16,112 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         Some("VISITOR_HASH_SECRET"),
     );
 }
+
+/// A loopback port free a moment ago.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn with_an_ops_address_the_public_port_serves_no_metrics_or_readiness() {
+    let stack = TestStack::new().await.unwrap();
+    let mut config = crate::config(&stack);
+    let ops = free_port();
+    config.http.ops_addr = Some(ops);
+    let server = crate::spawn(&config).await;
+    let http = reqwest::Client::new();
+    let get = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let health = get(server.url("/healthz")).await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"status": "ok"}),
+        "the public health answer says nothing of the internals"
+    );
+    for path in ["/metrics", "/readyz"] {
+        assert_eq!(
+            get(server.url(path)).await.status(),
+            404,
+            "{path} is not public"
+        );
+        let on_ops = get(format!("http://{ops}{path}")).await;
+        assert_eq!(on_ops.status(), 200, "{path} on the ops listener");
+    }
+    server
+        .stop()
+        .await
+        .expect("graceful shutdown of both listeners");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = TestStack::new().await.unwrap();
+    let mut config = crate::config(&stack);
+    config.http.header_timeout_secs = 1;
+    let server = crate::spawn(&config).await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /?ref=abc HTTP/1.1\r\nHost: x\r\nUser-Agent: slow")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        slow.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(
+        matches!(read, Ok(Ok(_))),
+        "the server closed the connection: {read:?}"
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(900)
+            && waited < std::time::Duration::from_secs(4),
+        "closed after the 1 s header deadline, not before: {waited:?}"
+    );
+    // Meanwhile, and after, whole requests are answered.
+    let answer = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+#[tokio::test]
+async fn invented_methods_count_as_other_and_big_bodies_are_refused() {
+    let stack = TestStack::new().await.unwrap();
+    let mut config = crate::config(&stack);
+    config.http.body_limit_bytes = 64 * 1024;
+    let server = crate::spawn(&config).await;
+    let http = reqwest::Client::new();
+    for i in 0..300 {
+        let method = reqwest::Method::from_bytes(format!("FLOOD{i}").as_bytes()).unwrap();
+        http.request(method, server.url("/")).send().await.unwrap();
+    }
+    let metrics = server.metrics().await;
+    assert!(!metrics.contains("FLOOD"), "no label per invented method");
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
+    let http_lines = metrics
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .count();
+    assert!(
+        http_lines < 20,
+        "the label set stays small: {http_lines} series"
+    );
+
+    let big = serde_json::json!({"event_id": "x".repeat(100 * 1024)});
+    let answer = http
+        .post(server.url("/v1/conversions"))
+        .bearer_auth("any")
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413, "a body over the limit is refused");
+}

@@ -104,7 +104,7 @@ async fn start_services(stack: &Stack, jwt_key: &str) -> anyhow::Result<Services
         .env(env(&[
             ("INGEST_ADDR", ingest_addr.to_string()),
             ("LANDING_URL", LANDING.into()),
-            ("CLIENT_IP_HEADER", "x-forwarded-for".into()),
+            ("TRUSTED_PROXIES", "127.0.0.1".into()),
             ("SPILL_DIR", spill.display().to_string()),
         ]))
         .start()?;
