@@ -50,6 +50,11 @@ pub struct Config {
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookConfig,
 
+    /// Origins whose pages may call the promoter API from a browser (CORS), comma-separated
+    /// (https://app.product.example); empty: none.
+    #[arg(long = "cors-allowed-origins", env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_allowed_origins: Vec<axum::http::HeaderValue>,
+
     /// Requests one API key or one promoter may make per minute.
     #[arg(long = "rate-limit-per-minute", env = "API_RATE_LIMIT_PER_MINUTE", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_limit_per_minute: u32,
@@ -95,6 +100,18 @@ fn parse_amount(s: &str) -> Result<Money, String> {
     s.parse::<Money>()
         .and_then(Money::non_negative)
         .map_err(|err| err.to_string())
+}
+
+/// A browser origin: scheme, host and port, nothing more.
+fn parse_origin(s: &str) -> Result<axum::http::HeaderValue, String> {
+    let url = parse_http_url(s.trim())?;
+    let origin = url.origin().ascii_serialization();
+    if s.trim().trim_end_matches('/') != origin {
+        return Err(format!(
+            "an origin is scheme://host[:port] only, such as {origin}"
+        ));
+    }
+    axum::http::HeaderValue::from_str(&origin).map_err(|e| e.to_string())
 }
 
 /// An ISO 4217 code: three capital letters.

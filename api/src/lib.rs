@@ -80,7 +80,8 @@ impl App {
             .with("postgres", reftrack_store::postgres::probe(&pool))
             .with("clickhouse", reftrack_store::clickhouse::probe(&clickhouse))
             .with("redis", reftrack_store::redis::probe(&redis));
-        let (routes, document) = openapi::routes().split_for_parts();
+        let (routes, document) =
+            openapi::routes(cors(&config.cors_allowed_origins)).split_for_parts();
         let document = std::sync::Arc::new(document);
         let router = routes
             .route(
@@ -138,4 +139,23 @@ impl Service for Config {
         app.serve(bind(self.addr, "API_ADDR").await?, shutdown)
             .await
     }
+}
+
+/// CORS for the promoter API: the configured origins may call it with a promoter's
+/// Bearer token (no cookies, so no credentials mode); preflights are cached for an hour.
+fn cors(origins: &[axum::http::HeaderValue]) -> tower_http::cors::CorsLayer {
+    use axum::http::{Method, header};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins.to_vec())
+        .allow_methods([Method::GET, Method::POST, Method::PATCH])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            "idempotency-key".parse().expect("a header name"),
+        ])
+        .expose_headers([
+            header::RETRY_AFTER,
+            "x-request-id".parse().expect("a header name"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600))
 }

@@ -10,9 +10,10 @@ use crate::state::AppState;
 use crate::{admin, promoter};
 
 /// Every API route, with the document that describes them.
-pub fn routes() -> OpenApiRouter<AppState> {
+/// Every route; the promoter API's behind `cors`, for a product's pages in a browser.
+pub fn routes(cors: tower_http::cors::CorsLayer) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(promoter::router())
+        .merge(promoter::router().layer(cors))
         .merge(admin::router())
 }
 
