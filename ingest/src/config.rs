@@ -47,7 +47,7 @@ pub struct Config {
     pub visitor_hash_secret: Option<SecretString>,
 
     /// Where a referral link lands, unless the affiliate has its own landing URL.
-    #[arg(long = "landing-url", env = "LANDING_URL", default_value = "http://localhost:3000/", value_parser = parse_http_url)]
+    #[arg(long = "landing-url", env = "LANDING_URL", default_value = "http://localhost:8081/", value_parser = parse_http_url)]
     pub landing_url: Url,
 
     /// Hosts a `to=` deep link may point at, comma separated (the landing hosts always may).
