@@ -92,7 +92,7 @@ impl DailyRow {
 
 /// Both periods of [`period_and_previous`]: unique visitors are merged within each
 /// period, never summed across days.
-const PERIODS: &str = "
+pub const PERIODS: &str = "
 SELECT key,
        c.raw_clicks, c.valid_clicks, c.unique_clicks, c.bot_clicks, c.prefetch_clicks,
        c.duplicate_clicks, c.unknown_code_clicks, c.rate_limited_clicks,
@@ -175,18 +175,11 @@ struct LifetimeRow {
     reversed_cents: i64,
 }
 
-/// Several affiliates since their beginning (a page of a listing, or one detail): one
-/// query over the lifetime rollups, a handful of rows per affiliate.
-pub async fn lifetime(
-    client: &Client,
-    ids: &[i64],
-) -> clickhouse::error::Result<HashMap<i64, Stats>> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    // Literal ids (integers only): an IN list the index reads directly.
+/// The query of [`lifetime`] for `ids`: literal ids (integers only), an IN list the
+/// index reads directly.
+pub fn lifetime_sql(ids: &[i64]) -> String {
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    let sql = format!(
+    format!(
         "SELECT affiliate_id, c.raw_clicks, c.valid_clicks, c.unique_clicks,
                 v.signups, v.purchases, v.refunds, v.sales_cents, v.refunded_cents,
                 v.commission_cents, v.reversed_cents
@@ -201,7 +194,19 @@ pub async fn lifetime(
                     sum(commission_cents) AS commission_cents, sum(reversed_cents) AS reversed_cents
              FROM conversions_lifetime WHERE affiliate_id IN ({list}) GROUP BY affiliate_id
          ) AS v USING affiliate_id"
-    );
+    )
+}
+
+/// Several affiliates since their beginning (a page of a listing, or one detail): one
+/// query over the lifetime rollups, a handful of rows per affiliate.
+pub async fn lifetime(
+    client: &Client,
+    ids: &[i64],
+) -> clickhouse::error::Result<HashMap<i64, Stats>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sql = lifetime_sql(ids);
     let rows: Vec<LifetimeRow> = client.query(&sql).fetch_all().await?;
     Ok(rows
         .into_iter()
