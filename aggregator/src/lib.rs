@@ -48,7 +48,7 @@ pub struct App {
 impl App {
     /// Connects to every store, applies the schemas and joins the consumer groups.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let metrics = telemetry::install_metrics();
+        let metrics = telemetry::install_metrics("aggregator");
         metrics::register();
         let kafka = &config.kafka;
         reftrack_events::kafka::ensure_topics(

@@ -55,7 +55,7 @@ impl App {
         config: &Config,
         clock: reftrack_common::clock::Clock,
     ) -> anyhow::Result<Self> {
-        let metrics = telemetry::install_metrics();
+        let metrics = telemetry::install_metrics("api");
         crate::metrics::register();
         let pool = config.postgres.connect().await?;
         reftrack_store::postgres::migrate(&pool).await?;

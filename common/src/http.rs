@@ -113,7 +113,7 @@ async fn readyz(State(state): State<OpsState>) -> impl IntoResponse {
 async fn render_metrics(State(state): State<OpsState>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        crate::telemetry::render(&state.metrics),
     )
 }
 

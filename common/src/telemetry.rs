@@ -45,12 +45,22 @@ const SIZE_BUCKETS: &[f64] = &[
     1.0, 10.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0, 50000.0, 100000.0,
 ];
 
+/// The process's own figures (CPU, memory, file descriptors, threads, start time), read
+/// at each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+pub const BUILD_INFO: &str = "reftrack_build_info";
+
 /// Installs the process-wide Prometheus recorder (once) and returns its handle, which
-/// renders `/metrics`. Histograms named `*_seconds` and `*_size` get real buckets so
-/// that dashboards can compute quantiles across instances.
-pub fn install_metrics() -> PrometheusHandle {
+/// renders `/metrics` (with [`render`]). Histograms named `*_seconds` and `*_size` get
+/// real buckets so that dashboards can compute quantiles across instances. `service`
+/// names this service in `reftrack_build_info`.
+pub fn install_metrics(service: &'static str) -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
+    let handle = HANDLE
         .get_or_init(|| {
             let handle = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
@@ -73,9 +83,23 @@ pub fn install_metrics() -> PrometheusHandle {
                 })
                 .expect("spawn metrics upkeep thread");
             describe_http_metrics();
+            process_collector().describe();
+            metrics::describe_gauge!(
+                BUILD_INFO,
+                "Always 1: the service and version of this process."
+            );
             handle
         })
-        .clone()
+        .clone();
+    metrics::gauge!(BUILD_INFO, "service" => service, "version" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
+    handle
+}
+
+/// The `/metrics` exposition, with the process figures read now.
+pub fn render(handle: &PrometheusHandle) -> String {
+    process_collector().collect();
+    handle.render()
 }
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";

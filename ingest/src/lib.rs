@@ -63,7 +63,7 @@ pub struct App {
 impl App {
     /// Connects to the dependencies, prepares the topics and loads the directory.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let metrics = telemetry::install_metrics();
+        let metrics = telemetry::install_metrics("ingest");
         metrics::register();
         reftrack_events::kafka::ensure_topics(
             &config.kafka,

@@ -63,10 +63,73 @@ pub(crate) fn alert_exprs() -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
+/// A metric of ours in a query.
+const METRIC: &str = r"\b(?:ingest|aggregator|api|http|process|reftrack)_[a-z0-9_]+";
+
+/// Every dashboard fits an existing Grafana: its data source and the job and instance are
+/// variables (never a fixed uid or job name), and every metric a query names is selected
+/// by both.
+pub(crate) fn assert_portable() -> anyhow::Result<()> {
+    let selected = Regex::new(&format!(
+        r#"{METRIC}\{{job=~"\$job", instance=~"\$instance""#
+    ))?;
+    let named = Regex::new(METRIC)?;
+    for entry in std::fs::read_dir(repo_file("dashboards"))? {
+        let file = entry?.path();
+        let text = std::fs::read_to_string(&file)?;
+        let dashboard: Value = serde_json::from_str(&text)?;
+        let variables: Vec<&str> = dashboard["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v["name"].as_str())
+            .collect();
+        ensure!(
+            ["datasource", "job", "instance"]
+                .iter()
+                .all(|v| variables.contains(v)),
+            "{}: variables {variables:?}",
+            file.display()
+        );
+        let mut uids = Vec::new();
+        collect_uids(&dashboard, &mut uids);
+        ensure!(
+            uids.iter().all(|uid| uid == "${datasource}"),
+            "{}: a data source by fixed uid: {uids:?}",
+            file.display()
+        );
+        for query in panel_queries()?
+            .iter()
+            .filter(|q| q.dashboard == dashboard["title"])
+        {
+            ensure!(
+                named.find_iter(&query.expr).count() == selected.find_iter(&query.expr).count(),
+                "{}: a metric without the job and instance variables: {}",
+                query.name(),
+                query.expr
+            );
+        }
+    }
+    Ok(())
+}
+
+fn collect_uids(value: &Value, uids: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(uid) = map.get("datasource").and_then(|d| d["uid"].as_str()) {
+                uids.push(uid.to_string());
+            }
+            map.values().for_each(|v| collect_uids(v, uids));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_uids(v, uids)),
+        _ => {}
+    }
+}
+
 /// The reftrack metric families the queries name (histogram series folded into their
 /// family); `up` and PromQL functions are not metrics of ours.
 pub(crate) fn named_metrics(queries: &[PanelQuery], rules: &[String]) -> BTreeSet<String> {
-    let name = Regex::new(r"\b(?:ingest|aggregator|api|http)_[a-z0-9_]+").expect("regex");
+    let name = Regex::new(METRIC).expect("regex");
     queries
         .iter()
         .map(|q| q.expr.as_str())
