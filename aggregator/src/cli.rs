@@ -1,5 +1,6 @@
 //! The aggregator binary's operator commands: list parked events, and re-drive them once
-//! their cause is fixed (an affiliate reactivated, a code created, a column widened).
+//! their cause is fixed (an affiliate reactivated, a code created, a column widened);
+//! purge expired raw clicks; erase a referred user's personal data ([`crate::privacy`]).
 //!
 //! Re-driving publishes the parked message again, keyed as ingest keys it, so it goes
 //! through the pipeline like any event: exactly once in effect (a conversion's event id
@@ -24,6 +25,18 @@ pub enum Command {
     /// List or re-drive parked events.
     #[command(subcommand)]
     Parked(ParkedCommand),
+    /// Remove the raw clicks older than --days (default CLICKS_RETENTION_DAYS); the stats
+    /// rollups stay. The running aggregator does this daily when the setting is given.
+    PurgeClicks {
+        #[arg(long, value_parser = clap::value_parser!(u32).range(7..=3650))]
+        days: Option<u32>,
+    },
+    /// Erase what reftrack holds of a referred user's personal data (their email on the
+    /// referral, in webhook events, in parked conversions); the ledger keeps the numeric id.
+    EraseUser {
+        #[arg(long)]
+        user_id: i64,
+    },
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -61,7 +74,36 @@ pub enum ParkedCommand {
 pub async fn run(command: Command, config: &Config) -> anyhow::Result<()> {
     let pool = config.postgres.connect().await?;
     reftrack_store::postgres::migrate(&pool).await?;
-    let Command::Parked(command) = command;
+    let command = match command {
+        Command::Parked(command) => command,
+        Command::PurgeClicks { days } => {
+            let days = days
+                .or(config.clicks_retention_days)
+                .context("give --days or set CLICKS_RETENTION_DAYS")?;
+            let cutoff = Utc::now() - chrono::Duration::days(days.into());
+            let client = config.clickhouse.client();
+            let purged =
+                crate::privacy::purge_clicks(&client, &config.clickhouse.database, cutoff).await?;
+            println!(
+                "clicks before {cutoff}: dropped partitions {:?}{}",
+                purged.partitions,
+                if purged.deleted_in_cutoff_month {
+                    ", and deleting the older rows of the cutoff's month"
+                } else {
+                    ""
+                }
+            );
+            return Ok(());
+        }
+        Command::EraseUser { user_id } => {
+            let erased = crate::privacy::erase_user(&pool, user_id).await?;
+            println!(
+                "user {user_id}: email erased from {} referrals, {} webhook events, {} parked events",
+                erased.referrals, erased.webhook_events, erased.parked_events
+            );
+            return Ok(());
+        }
+    };
     match command {
         ParkedCommand::List { reason, all, limit } => {
             for row in list(&pool, reason.as_deref(), all, limit).await? {

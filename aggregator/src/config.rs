@@ -94,6 +94,11 @@ pub struct Config {
     #[arg(long = "session-timeout-ms", env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1_000..=300_000))]
     pub session_timeout_ms: u32,
 
+    /// Days raw clicks are kept in ClickHouse (the rollups stay); unset: kept for good.
+    /// At least 7, beyond the windows the click verdicts are rebuilt from.
+    #[arg(long = "clicks-retention-days", env = "CLICKS_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(7..=3650))]
+    pub clicks_retention_days: Option<u32>,
+
     /// An operator command instead of running the service.
     #[command(subcommand)]
     pub command: Option<crate::cli::Command>,

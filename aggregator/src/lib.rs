@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod parked;
 pub mod pipeline;
 pub mod positions;
+pub mod privacy;
 
 use std::future::Future;
 
@@ -43,6 +44,7 @@ pub struct App {
     clicks: (TopicConsumer, ClickSink),
     conversions: (TopicConsumer, ConversionSink),
     limits: (usize, std::time::Duration),
+    retention: Option<privacy::Retention>,
 }
 
 impl App {
@@ -96,6 +98,11 @@ impl App {
                 conversions,
             ),
             limits: (config.batch_max_events as usize, config.batch_max_wait()),
+            retention: config.clicks_retention_days.map(|days| privacy::Retention {
+                client: clickhouse.clone(),
+                database: config.clickhouse.database.clone(),
+                days,
+            }),
         })
     }
 
@@ -113,6 +120,9 @@ impl App {
         };
         let (click_consumer, click_sink) = self.clicks;
         let (conversion_consumer, conversion_sink) = self.conversions;
+        let retention = self
+            .retention
+            .map(|retention| tokio::spawn(retention.run(cancel.clone())));
         let mut pipelines = tokio::task::JoinSet::new();
         pipelines.spawn(pipeline::run(
             click_consumer,
@@ -147,6 +157,9 @@ impl App {
             stop.cancel();
         });
         let (served, ended) = tokio::join!(server, watch);
+        if let Some(retention) = retention {
+            let _ = retention.await;
+        }
         tracing::info!("aggregator stopped");
         served.context("serve HTTP")?;
         match ended {

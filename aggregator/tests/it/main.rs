@@ -5,6 +5,7 @@ mod epochs;
 mod ops;
 mod parked;
 mod pipeline;
+mod privacy;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
