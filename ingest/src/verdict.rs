@@ -19,10 +19,20 @@ pub struct BotDetector {
     cache: quick_cache::sync::Cache<String, bool>,
 }
 
+/// The maintained crawler-user-agents list, refreshed by `scripts/refresh-bot-patterns`.
+const CRAWLER_PATTERNS: &str = include_str!("../bots/crawler-user-agents.txt");
+
 impl BotDetector {
+    /// isbot's patterns and the crawler-user-agents list, as one expression.
     pub fn new() -> Self {
+        let mut bots = isbot::Bots::default();
+        let crawlers: Vec<&str> = CRAWLER_PATTERNS
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .collect();
+        bots.append(&crawlers);
         Self {
-            bots: isbot::Bots::default(),
+            bots,
             cache: quick_cache::sync::Cache::new(10_000),
         }
     }

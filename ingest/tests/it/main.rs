@@ -1,5 +1,6 @@
 //! ingest's integration tests, against the real local stack and real HTTP.
 
+mod bots;
 mod clicks;
 mod conversions;
 mod open_redirect;
