@@ -1,9 +1,10 @@
 # One image for the three services; docker-compose picks the binary with `command`.
-# Build stage: rdkafka builds its bundled librdkafka (Debian's is too old for current brokers).
+# Build stage: rdkafka builds its bundled librdkafka (Debian's is too old for current brokers),
+# linked to OpenSSL for Kafka's TLS and SASL.
 FROM rust:1.95-trixie AS build
 WORKDIR /src
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential python3 \
+ && apt-get install -y --no-install-recommends build-essential python3 pkg-config libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -14,7 +15,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:trixie-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3t64 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /var/lib/reftrack --create-home reftrack \
  && install -d -o reftrack -g reftrack -m 0750 /var/lib/reftrack/spill

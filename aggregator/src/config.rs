@@ -112,6 +112,7 @@ impl Config {
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
         if self.group.is_empty() {
             return Err(ConfigError::new("AGGREGATOR_GROUP", "must not be empty"));
         }

@@ -123,7 +123,7 @@ pub struct TopicConsumer {
     consumer: Arc<StreamConsumer<GroupContext>>,
     /// With static assignment, this instance's number and the number of instances.
     share: Option<(u32, u32)>,
-    brokers: String,
+    kafka: reftrack_events::kafka::KafkaConfig,
     topic: String,
     stream: &'static str,
     reassigned: Arc<AtomicBool>,
@@ -140,23 +140,24 @@ impl TopicConsumer {
             reassigned: reassigned.clone(),
             suspect: suspect.clone(),
         };
-        let consumer: StreamConsumer<GroupContext> =
-            reftrack_events::kafka::client_config(&config.kafka.brokers)
-                .set("group.id", format!("{}-{topic}", config.group))
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.offset.reset", "earliest")
-                .set("session.timeout.ms", config.session_timeout_ms.to_string())
-                .set("statistics.interval.ms", "5000")
-                // Large fetches: the aggregator reads in bulk.
-                .set("fetch.min.bytes", "1")
-                .set("fetch.wait.max.ms", "100")
-                .set("queued.max.messages.kbytes", "65536")
-                // librdkafka pauses a partition's fetching for this long once its local
-                // queue is full (1 s by default): a drain then stalls every few batches.
-                .set("fetch.queue.backoff.ms", "20")
-                .create_with_context(context)
-                .context("create the Kafka consumer")?;
+        let consumer: StreamConsumer<GroupContext> = config
+            .kafka
+            .client_config()
+            .set("group.id", format!("{}-{topic}", config.group))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", config.session_timeout_ms.to_string())
+            .set("statistics.interval.ms", "5000")
+            // Large fetches: the aggregator reads in bulk.
+            .set("fetch.min.bytes", "1")
+            .set("fetch.wait.max.ms", "100")
+            .set("queued.max.messages.kbytes", "65536")
+            // librdkafka pauses a partition's fetching for this long once its local
+            // queue is full (1 s by default): a drain then stalls every few batches.
+            .set("fetch.queue.backoff.ms", "20")
+            .create_with_context(context)
+            .context("create the Kafka consumer")?;
         let share = match config.assignment {
             Assignment::Static => Some((config.instance, config.instances)),
             Assignment::Group => {
@@ -169,7 +170,7 @@ impl TopicConsumer {
         Ok(Self {
             consumer: Arc::new(consumer),
             share,
-            brokers: config.kafka.brokers.clone(),
+            kafka: config.kafka.clone(),
             topic: topic.to_string(),
             stream,
             reassigned,
@@ -333,16 +334,16 @@ impl TopicConsumer {
     /// may answer a fetch inside a record batch with the next batch), deeper until a fetch
     /// starts early enough. Watermarks are not asked: tansu's are wrong.
     pub async fn holds(&self, partition: i32, anchor: &Anchor) -> Held {
-        let (brokers, topic, anchor) = (self.brokers.clone(), self.topic.clone(), anchor.clone());
+        let (kafka, topic, anchor) = (self.kafka.clone(), self.topic.clone(), anchor.clone());
         let held = tokio::task::spawn_blocking(move || {
-            let first = anchor_check(&brokers, &topic, partition, &anchor)?;
+            let first = anchor_check(&kafka, &topic, partition, &anchor)?;
             if first != Held::No {
                 return Ok(first);
             }
             // A log that looks gone is read once more before it is given up: a new epoch
             // replays whatever the sinks applied past the last epoch's start.
             std::thread::sleep(Duration::from_secs(1));
-            anchor_check(&brokers, &topic, partition, &anchor)
+            anchor_check(&kafka, &topic, partition, &anchor)
         })
         .await;
         match held {
@@ -380,12 +381,13 @@ impl TopicConsumer {
 const CHECK_DEPTHS: [i64; 4] = [0, 32_768, 262_144, i64::MAX];
 
 fn anchor_check(
-    brokers: &str,
+    kafka: &reftrack_events::kafka::KafkaConfig,
     topic: &str,
     partition: i32,
     anchor: &Anchor,
 ) -> anyhow::Result<Held> {
-    let consumer: BaseConsumer = reftrack_events::kafka::client_config(brokers)
+    let consumer: BaseConsumer = kafka
+        .client_config()
         .set("group.id", "reftrack-aggregator-epoch-check")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")

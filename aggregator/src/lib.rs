@@ -62,7 +62,7 @@ impl App {
         reftrack_store::postgres::migrate(&pool).await?;
         reftrack_store::clickhouse::ensure_schema(&config.clickhouse).await?;
         let clickhouse = config.clickhouse.client();
-        let broker = reftrack_events::kafka::BrokerProbe::new(&kafka.brokers)?;
+        let broker = reftrack_events::kafka::BrokerProbe::new(kafka)?;
 
         let clicks = ClickSink {
             pool: pool.clone(),

@@ -57,6 +57,33 @@ pub struct KafkaConfig {
     /// may then write.
     #[arg(id = "kafka_idempotence", long = "kafka-idempotence", env = "KAFKA_IDEMPOTENCE", default_value_t = true, action = clap::ArgAction::Set)]
     pub idempotence: bool,
+
+    /// How to reach the brokers: plaintext, ssl, sasl_plaintext or sasl_ssl.
+    #[arg(id = "kafka_security_protocol", long = "kafka-security-protocol", env = "KAFKA_SECURITY_PROTOCOL", default_value = "plaintext", value_parser = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])]
+    pub security_protocol: String,
+
+    /// The SASL mechanism, with a sasl_ protocol: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(id = "kafka_sasl_mechanism", long = "kafka-sasl-mechanism", env = "KAFKA_SASL_MECHANISM", default_value = "SCRAM-SHA-512", value_parser = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])]
+    pub sasl_mechanism: String,
+
+    #[arg(
+        id = "kafka_sasl_username",
+        long = "kafka-sasl-username",
+        env = "KAFKA_SASL_USERNAME"
+    )]
+    pub sasl_username: Option<String>,
+
+    #[arg(id = "kafka_sasl_password", long = "kafka-sasl-password", env = "KAFKA_SASL_PASSWORD", value_parser = reftrack_common::config::parse_secret)]
+    pub sasl_password: Option<secrecy::SecretString>,
+
+    /// A CA certificate file (PEM) the brokers' certificates are checked against, besides
+    /// the system's.
+    #[arg(
+        id = "kafka_ssl_ca_location",
+        long = "kafka-ssl-ca-location",
+        env = "KAFKA_SSL_CA_LOCATION"
+    )]
+    pub ssl_ca_location: Option<std::path::PathBuf>,
 }
 
 /// Settings every client shares.
@@ -71,6 +98,53 @@ pub fn client_config(brokers: &str) -> ClientConfig {
     config
 }
 
+impl KafkaConfig {
+    /// A client of the configured brokers, over TLS and with SASL when configured.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut config = client_config(&self.brokers);
+        config.set("security.protocol", &self.security_protocol);
+        if self.security_protocol.starts_with("sasl_") {
+            config.set("sasl.mechanism", &self.sasl_mechanism);
+            if let Some(user) = &self.sasl_username {
+                config.set("sasl.username", user);
+            }
+            if let Some(password) = &self.sasl_password {
+                config.set("sasl.password", reftrack_common::config::reveal(password));
+            }
+        }
+        if let Some(ca) = &self.ssl_ca_location {
+            config.set("ssl.ca.location", ca.to_string_lossy());
+        }
+        config
+    }
+
+    /// SASL needs its credentials (checked at start-up, naming the variable).
+    pub fn validate(&self) -> Result<(), reftrack_common::config::ConfigError> {
+        use reftrack_common::config::ConfigError;
+        if self.security_protocol.starts_with("sasl_") {
+            if self.sasl_username.is_none() {
+                return Err(ConfigError::new(
+                    "KAFKA_SASL_USERNAME",
+                    format!(
+                        "must be set with KAFKA_SECURITY_PROTOCOL={}",
+                        self.security_protocol
+                    ),
+                ));
+            }
+            if self.sasl_password.is_none() {
+                return Err(ConfigError::new(
+                    "KAFKA_SASL_PASSWORD",
+                    format!(
+                        "must be set with KAFKA_SECURITY_PROTOCOL={}",
+                        self.security_protocol
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A producer that neither loses nor duplicates on retry: idempotent, `acks=all`,
 /// compressed batches. Callers add their own queue and timeout limits.
 /// Header on a click ingest sends again from its spill: the broker may already hold it
@@ -82,7 +156,7 @@ pub const RESENT_HEADER: &str = "reftrack-resent";
 pub const COMPRESSIONS: [&str; 3] = ["none", "lz4", "snappy"];
 
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
-    let mut config = client_config(&kafka.brokers);
+    let mut config = kafka.client_config();
     config
         .set("enable.idempotence", kafka.idempotence.to_string())
         .set("acks", "all")
@@ -115,7 +189,8 @@ pub fn producer_identity_lost(error: &KafkaError) -> bool {
 /// Creates `topics` with the configured partition count when they are missing, and
 /// checks that each exists afterwards. Idempotent: existing topics are left alone.
 pub async fn ensure_topics(config: &KafkaConfig, topics: &[&str]) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = client_config(&config.brokers)
+    let admin: AdminClient<DefaultClientContext> = config
+        .client_config()
         .create()
         .context("create Kafka admin client")?;
     let new_topics: Vec<NewTopic<'_>> = topics
@@ -176,8 +251,9 @@ pub struct BrokerProbe {
 }
 
 impl BrokerProbe {
-    pub fn new(brokers: &str) -> anyhow::Result<Self> {
-        let admin = client_config(brokers)
+    pub fn new(kafka: &KafkaConfig) -> anyhow::Result<Self> {
+        let admin = kafka
+            .client_config()
             .create()
             .context("create Kafka probe client")?;
         Ok(Self {
@@ -261,5 +337,59 @@ mod compression_tests {
                 "{codec} became available: accept it"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod security_tests {
+    use clap::Parser;
+    use rdkafka::producer::BaseProducer;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Args {
+        #[command(flatten)]
+        kafka: KafkaConfig,
+    }
+
+    fn kafka(args: &[&str]) -> KafkaConfig {
+        Args::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .unwrap()
+            .kafka
+    }
+
+    #[test]
+    fn tls_and_sasl_settings_reach_librdkafka() {
+        for protocol in ["ssl", "sasl_ssl", "sasl_plaintext"] {
+            for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+                let config = kafka(&[
+                    "--kafka-security-protocol",
+                    protocol,
+                    "--kafka-sasl-mechanism",
+                    mechanism,
+                    "--kafka-sasl-username",
+                    "reftrack",
+                    "--kafka-sasl-password",
+                    "s3cret",
+                ]);
+                assert!(config.validate().is_ok());
+                let producer = config.client_config().create::<BaseProducer>();
+                assert!(
+                    producer.is_ok(),
+                    "{protocol} {mechanism}: {:?}",
+                    producer.err()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sasl_without_credentials_is_refused_naming_the_variable() {
+        let err = kafka(&["--kafka-security-protocol", "sasl_ssl"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.var, "KAFKA_SASL_USERNAME");
+        assert!(kafka(&[]).validate().is_ok(), "plaintext needs nothing");
     }
 }

@@ -184,6 +184,7 @@ impl Config {
 
 impl Validate for Config {
     fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
         require_secret(
             self.common.profile,
             "VISITOR_HASH_SECRET",

@@ -120,7 +120,7 @@ impl App {
             retry_after_secs: (config.conversion_ack_timeout_ms / 1000).max(1),
         };
 
-        let probe = BrokerProbe::new(&config.kafka.brokers)?;
+        let probe = BrokerProbe::new(&config.kafka)?;
         // Redirects keep working while Kafka or Postgres are away, so neither takes
         // ingest out of rotation; /readyz reports them as degraded.
         let readiness = Readiness::new()

@@ -24,13 +24,30 @@ pub struct RedisConfig {
         default_value = "rt:"
     )]
     pub key_prefix: String,
+
+    /// A CA certificate (PEM file) a rediss:// server's certificate is checked against,
+    /// instead of the system's roots (a private CA).
+    #[arg(id = "redis_ca_cert", long = "redis-ca-cert", env = "REDIS_CA_CERT")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 impl RedisConfig {
     /// One multiplexed connection that reconnects by itself.
+    /// TLS when the URL is rediss://, checked against REDIS_CA_CERT when given.
     pub async fn connect(&self) -> anyhow::Result<ConnectionManager> {
-        let client = redis::Client::open(self.url.expose())
-            .with_context(|| format!("parse REDIS_URL {}", self.url))?;
+        let client = match &self.ca_cert {
+            Some(path) => {
+                let root_cert = std::fs::read(path)
+                    .with_context(|| format!("read REDIS_CA_CERT {}", path.display()))?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(self.url.expose(), certificates)
+            }
+            None => redis::Client::open(self.url.expose()),
+        }
+        .with_context(|| format!("parse REDIS_URL {}", self.url))?;
         ConnectionManager::new(client)
             .await
             .with_context(|| format!("connect to Redis at {}", self.url))

@@ -59,6 +59,11 @@ impl TestStack {
             compression: "lz4".to_string(),
             replication_factor: 1,
             idempotence: env_or("KAFKA_IDEMPOTENCE", "true") == "true",
+            security_protocol: "plaintext".to_string(),
+            sasl_mechanism: "SCRAM-SHA-512".to_string(),
+            sasl_username: None,
+            sasl_password: None,
+            ssl_ca_location: None,
         };
         let redis = RedisConfig {
             url: env_or("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -66,6 +71,7 @@ impl TestStack {
                 .map_err(anyhow::Error::msg)
                 .context("REDIS_URL")?,
             key_prefix: String::new(),
+            ca_cert: None,
         };
 
         let stores = Stores {

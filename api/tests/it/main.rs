@@ -7,6 +7,7 @@ mod payout_batches;
 mod performance;
 mod seeds;
 mod shapes;
+mod tls;
 mod validation;
 mod webhooks;
 
