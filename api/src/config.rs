@@ -161,6 +161,11 @@ pub struct Settings {
     #[arg(long = "payout-currency", env = "PAYOUT_CURRENCY", default_value = "USD", value_parser = parse_currency)]
     pub payout_currency: String,
 
+    /// Mark the console's and portal's session cookies Secure (HTTPS only); off only for
+    /// plain-HTTP development.
+    #[arg(long = "web-cookie-secure", env = "WEB_COOKIE_SECURE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub web_cookie_secure: bool,
+
     /// Referrals per page of GET /referrals/.
     #[arg(long = "promoter-page-size", env = "PROMOTER_PAGE_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub promoter_page_size: u32,

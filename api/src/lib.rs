@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod promoter;
 pub mod state;
+pub mod web;
 pub mod webhooks;
 
 use std::future::Future;
@@ -88,6 +89,7 @@ impl App {
                 "/openapi.json",
                 get(move || std::future::ready(axum::Json(document.clone()))),
             )
+            .merge(web::router())
             .with_state(state);
         let router = reftrack_common::http::traced(router);
         let webhook_sender = config

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use reftrack_store::clickhouse::schema_statements;
-use reftrack_store::stats::{PERIODS, lifetime_sql};
+use reftrack_store::stats::{DAILY, PERIODS, lifetime_sql};
 use reftrack_testkit::{TestStack, python};
 use serde_json::{Value, json};
 
@@ -96,6 +96,7 @@ fn queries() -> BTreeMap<&'static str, String> {
             bind(PERIODS, &[from, "2", before, to, from, "2", before, to]),
         ),
         ("lifetime", lifetime_sql(&[1, 2, 3])),
+        ("daily", bind(DAILY, &["1", before, to, "1", before, to])),
     ])
 }
 

@@ -228,3 +228,52 @@ pub async fn lifetime(
         })
         .collect())
 }
+
+/// One affiliate's figures per UTC day of `[from, to]` (days without any are left out):
+/// clicks, unique clicks, conversions (signups and purchases), net commission.
+pub const DAILY: &str = "
+SELECT toString(day) AS date, c.raw_clicks, c.unique_clicks, v.conversions, v.commission_cents
+FROM (
+    SELECT day, sumMerge(raw_clicks) AS raw_clicks, uniqExactIfMerge(unique_visitors) AS unique_clicks
+    FROM clicks_daily
+    WHERE affiliate_id = ? AND day >= toDate(?) AND day <= toDate(?)
+    GROUP BY day
+) AS c
+FULL OUTER JOIN (
+    SELECT day, sum(signups) + sum(purchases) AS conversions,
+           sum(commission_cents) - sum(reversed_cents) AS commission_cents
+    FROM conversions_daily
+    WHERE affiliate_id = ? AND day >= toDate(?) AND day <= toDate(?)
+    GROUP BY day
+) AS v USING day
+ORDER BY day";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize, clickhouse::Row)]
+pub struct DayFigures {
+    /// YYYY-MM-DD.
+    pub date: String,
+    pub raw_clicks: u64,
+    pub unique_clicks: u64,
+    pub conversions: u64,
+    pub commission_cents: i64,
+}
+
+/// [`DAILY`] for one affiliate.
+pub async fn daily(
+    client: &Client,
+    affiliate_id: i64,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> clickhouse::error::Result<Vec<DayFigures>> {
+    let (from, to) = (from.to_string(), to.to_string());
+    client
+        .query(DAILY)
+        .bind(affiliate_id)
+        .bind(&from)
+        .bind(&to)
+        .bind(affiliate_id)
+        .bind(&from)
+        .bind(&to)
+        .fetch_all()
+        .await
+}

@@ -3,6 +3,7 @@
 //! api, with the api's clock moved forward to end holding periods.
 
 mod attribution;
+mod browser;
 mod fraud;
 mod money;
 mod rules;
@@ -94,6 +95,11 @@ impl Program {
             admin,
             events,
         }
+    }
+
+    /// The api's URL of `path`, for a browser.
+    pub fn api_url(&self, path: &str) -> String {
+        self.api.url(path)
     }
 
     /// Moves the api's clock `days` forward (or back, when negative).
