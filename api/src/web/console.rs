@@ -285,7 +285,10 @@ async fn affiliate(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     match session(&state, &headers).await {
-        Ok(session) => affiliate_page(&state, &session, &id, &query, None, &[]).await,
+        Ok(session) => {
+            let done = page::done_message(&query);
+            affiliate_page(&state, &session, &id, &query, done, &[]).await
+        }
         Err(to_login) => to_login,
     }
 }
@@ -455,11 +458,11 @@ async fn affiliate_action(
         "approve" => data(
             admin::affiliates::approve(s, a, p, body(&form, &["tier", "commission_rate"])).await,
         )
-        .map(|_| "Approved."),
+        .map(|_| "approved"),
         "reject" => data(admin::affiliates::reject(s, a, p, body(&form, &["reason"])).await)
-            .map(|_| "Rejected."),
-        "deactivate" => data(admin::affiliates::deactivate(s, a, p).await).map(|_| "Deactivated."),
-        "reactivate" => data(admin::affiliates::reactivate(s, a, p).await).map(|_| "Reactivated."),
+            .map(|_| "rejected"),
+        "deactivate" => data(admin::affiliates::deactivate(s, a, p).await).map(|_| "deactivated"),
+        "reactivate" => data(admin::affiliates::reactivate(s, a, p).await).map(|_| "reactivated"),
         "update" => {
             let mut fields = form.clone();
             // An empty rate means "the tier's": the API takes null for it.
@@ -476,17 +479,17 @@ async fn affiliate_action(
                 admin::affiliates::update(s, a, p, Bytes::from(Value::Object(json).to_string()))
                     .await,
             )
-            .map(|_| "Saved.")
+            .map(|_| "saved")
         }
         "coupon" => admin::coupons::create(s, a, p, body(&form, &["code"]))
             .await
-            .map(|_| "Coupon added.")
+            .map(|_| "coupon")
             .map_err(|e| e.0),
         _ => Err(ApiError::NotFound),
     };
     let query = HashMap::new();
     match outcome {
-        Ok(done) => affiliate_page(&state, &session, &id, &query, Some(done), &[]).await,
+        Ok(done) => page::done_redirect(&format!("/console/affiliates/{id}"), done),
         Err(error) => {
             let mut answer =
                 affiliate_page(&state, &session, &id, &query, None, &problems(&error)).await;
@@ -510,9 +513,13 @@ fn body(form: &HashMap<String, String>, keys: &[&str]) -> Bytes {
 
 // ---- payouts
 
-async fn payouts(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn payouts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     match session(&state, &headers).await {
-        Ok(session) => payouts_page(&state, &session, None, &[]).await,
+        Ok(session) => payouts_page(&state, &session, page::done_message(&query), &[]).await,
         Err(to_login) => to_login,
     }
 }
@@ -615,12 +622,12 @@ async fn payout_action(
     }
     let (s, a, p) = (State(state.clone()), session.admin.clone(), Path(id));
     let outcome = match action.as_str() {
-        "mark-paid" => data(admin::payouts::mark_paid(s, a, p).await).map(|_| "Marked paid."),
-        "cancel" => data(admin::payouts::cancel(s, a, p).await).map(|_| "Cancelled."),
+        "mark-paid" => data(admin::payouts::mark_paid(s, a, p).await).map(|_| "paid"),
+        "cancel" => data(admin::payouts::cancel(s, a, p).await).map(|_| "cancelled"),
         _ => Err(ApiError::NotFound),
     };
     match outcome {
-        Ok(done) => payouts_page(&state, &session, Some(done), &[]).await,
+        Ok(done) => page::done_redirect("/console/payouts", done),
         Err(error) => payouts_page(&state, &session, None, &problems(&error)).await,
     }
 }
@@ -793,7 +800,7 @@ async fn batch_result(
         .await,
     );
     match outcome {
-        Ok(_) => batch_page(&state, &session, &id, Some("Recorded."), &[]).await,
+        Ok(_) => page::done_redirect(&format!("/console/payout-batches/{id}"), "recorded"),
         Err(error) => batch_page(&state, &session, &id, None, &problems(&error)).await,
     }
 }

@@ -117,6 +117,39 @@ pub fn problems(error: &ApiError) -> Vec<String> {
     }
 }
 
+/// What a form did, by the name its redirect carries (`?done=approved`): after a
+/// successful form the browser is sent to the page again (so reloading it repeats
+/// nothing), and the page says what happened. Only these texts can be shown.
+const DONE: &[(&str, &str)] = &[
+    ("approved", "Approved."),
+    ("rejected", "Rejected."),
+    ("deactivated", "Deactivated."),
+    ("reactivated", "Reactivated."),
+    ("saved", "Saved."),
+    ("coupon", "Coupon added."),
+    ("paid", "Marked paid."),
+    ("cancelled", "Cancelled."),
+    ("recorded", "Recorded."),
+    ("method", "Payout method saved."),
+    ("minimum", "Minimum saved."),
+    ("withdrawn", "Withdrawal requested: you will be paid soon."),
+];
+
+/// The message of `?done=NAME`.
+pub fn done_message(query: &HashMap<String, String>) -> Option<&'static str> {
+    let name = query.get("done")?;
+    DONE.iter().find(|(n, _)| n == name).map(|(_, m)| *m)
+}
+
+/// Sends the browser back to `path`, saying `done` (one of [`DONE`]'s names).
+pub fn done_redirect(path: &str, done: &str) -> Response {
+    debug_assert!(
+        DONE.iter().any(|(n, _)| *n == done),
+        "{done} is a known notice"
+    );
+    Redirect::to(&format!("{path}?done={done}")).into_response()
+}
+
 /// A notice: what was done, or what went wrong (announced to screen readers).
 pub fn notice(done: Option<&str>, errors: &[String]) -> Markup {
     html! {

@@ -89,9 +89,13 @@ async fn login(
     answer
 }
 
-async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn home(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     match session(&state, &headers) {
-        Ok(session) => portal(&state, &session, None, &[]).await,
+        Ok(session) => portal(&state, &session, page::done_message(&query), &[]).await,
         Err(out) => out,
     }
 }
@@ -241,7 +245,7 @@ async fn act(
         );
     }
     match run(session.promoter.clone()).await {
-        Ok(done) => portal(state, &session, Some(done), &[]).await,
+        Ok(done) => page::done_redirect(HOME, done),
         Err(error) => {
             let status = error.status();
             let mut answer = portal(state, &session, None, &problems(&error)).await;
@@ -258,8 +262,7 @@ async fn set_payout_method(
 ) -> Response {
     let body = json_body(&form, &["method", "payment_address"]);
     act(&state, &headers, &form, async |me| {
-        json(promoter::set_payout_method(State(state.clone()), me, body).await)
-            .map(|_| "Payout method saved.")
+        json(promoter::set_payout_method(State(state.clone()), me, body).await).map(|_| "method")
     })
     .await
 }
@@ -272,7 +275,7 @@ async fn set_min_withdrawal(
     let body = json_body(&form, &["min_withdrawal_balance"]);
     act(&state, &headers, &form, async |me| {
         json(promoter::set_min_withdrawal_balance(State(state.clone()), me, body).await)
-            .map(|_| "Minimum saved.")
+            .map(|_| "minimum")
     })
     .await
 }
@@ -285,7 +288,7 @@ async fn withdraw(
     act(&state, &headers, &form, async |me| {
         promoter::withdraw(State(state.clone()), me, HeaderMap::new())
             .await
-            .map(|_| "Withdrawal requested: you will be paid soon.")
+            .map(|_| "withdrawn")
             .map_err(|e| e.0)
     })
     .await
