@@ -32,7 +32,7 @@ impl Retention {
                 }
                 Ok(_) => {}
                 Err(err) => {
-                    tracing::warn!(error = %format!("{err:#}"), "purging raw clicks failed; retrying tomorrow")
+                    tracing::warn!(error = %format!("{err:#}"), "purging raw clicks failed; retrying tomorrow");
                 }
             }
             tokio::select! {

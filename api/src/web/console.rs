@@ -853,12 +853,22 @@ async fn webhooks(State(state): State<AppState>, headers: HeaderMap) -> Response
     )
 }
 
+/// topic, partition, offset, event id, reason, when.
+type ParkedLine = (
+    String,
+    i32,
+    i64,
+    Option<String>,
+    String,
+    chrono::DateTime<chrono::Utc>,
+);
+
 async fn parked(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let session = match session(&state, &headers).await {
         Ok(s) => s,
         Err(to_login) => return to_login,
     };
-    let rows: Vec<(String, i32, i64, Option<String>, String, chrono::DateTime<chrono::Utc>)> = match sqlx::query_as(
+    let rows: Vec<ParkedLine> = match sqlx::query_as(
         "SELECT topic, kafka_partition, kafka_offset, event_id, reason, parked_at FROM parked_events
          WHERE resolved_at IS NULL ORDER BY parked_at DESC LIMIT 200",
     )

@@ -40,9 +40,11 @@ struct Session {
     token: String,
 }
 
-fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
-    let token = page::cookie(headers, COOKIE).ok_or_else(signed_out)?;
-    let promoter = state.tokens.verify(token).ok_or_else(signed_out)?;
+/// The promoter signed in, or the page that says they are not.
+fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Box<Response>> {
+    let out = || Box::new(signed_out());
+    let token = page::cookie(headers, COOKIE).ok_or_else(out)?;
+    let promoter = state.tokens.verify(token).ok_or_else(out)?;
     Ok(Session {
         promoter,
         token: token.to_string(),
@@ -96,7 +98,7 @@ async fn home(
 ) -> Response {
     match session(&state, &headers) {
         Ok(session) => portal(&state, &session, page::done_message(&query), &[]).await,
-        Err(out) => out,
+        Err(out) => *out,
     }
 }
 
@@ -232,7 +234,7 @@ async fn act(
 ) -> Response {
     let session = match session(state, headers) {
         Ok(s) => s,
-        Err(out) => return out,
+        Err(out) => return *out,
     };
     if !csrf_ok(&session.token, form) {
         return respond(
