@@ -7,8 +7,10 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::FromRequestParts;
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{Duration, NaiveDate};
@@ -48,16 +50,27 @@ struct Session {
     key: String,
 }
 
-/// The session, or the sign-in page.
-async fn session(state: &AppState, headers: &HeaderMap) -> Result<Session, Response> {
-    let to_login = || Redirect::to("/console/login").into_response();
-    let key = page::cookie(headers, COOKIE).ok_or_else(to_login)?;
-    match admin_of(state, key).await {
-        Some(admin) => Ok(Session {
-            admin,
-            key: key.to_string(),
-        }),
-        None => Err(to_login()),
+/// Every console page but sign-in takes the session; without one, the sign-in page.
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let to_login = || Redirect::to("/console/login").into_response();
+        let key = page::cookie(&parts.headers, COOKIE).ok_or_else(to_login)?;
+        match admin_of(state, key).await {
+            Some(admin) => Ok(Session {
+                admin,
+                key: key.to_string(),
+            }),
+            None => Err(to_login()),
+        }
+    }
+}
+
+impl Session {
+    /// A form without this session's CSRF token is refused.
+    fn refuse_forged(&self, form: &HashMap<String, String>) -> Option<Response> {
+        (!csrf_ok(&self.key, form)).then(forbidden)
     }
 }
 
@@ -159,13 +172,11 @@ async fn login(
 
 async fn logout(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    if let Ok(session) = session(&state, &headers).await
-        && !csrf_ok(&session.key, &form)
-    {
-        return forbidden();
+    if let Some(refusal) = session.refuse_forged(&form) {
+        return refusal;
     }
     let cookie = page::set_cookie(
         COOKIE,
@@ -192,13 +203,9 @@ fn forbidden() -> Response {
 
 async fn affiliates(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(s) => s,
-        Err(to_login) => return to_login,
-    };
     let filters: HashMap<String, String> = query
         .iter()
         .filter(|(k, v)| ["status", "search", "page"].contains(&k.as_str()) && !v.is_empty())
@@ -280,17 +287,12 @@ async fn affiliates(
 
 async fn affiliate(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    match session(&state, &headers).await {
-        Ok(session) => {
-            let done = page::done_message(&query);
-            affiliate_page(&state, &session, &id, &query, done, &[]).await
-        }
-        Err(to_login) => to_login,
-    }
+    let done = page::done_message(&query);
+    affiliate_page(&state, &session, &id, &query, done, &[]).await
 }
 
 /// The affiliate's page, with what the last action did or why it failed.
@@ -438,16 +440,12 @@ fn daily_series(
 
 async fn affiliate_action(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(s) => s,
-        Err(to_login) => return to_login,
-    };
-    if !csrf_ok(&session.key, &form) {
-        return forbidden();
+    if let Some(refusal) = session.refuse_forged(&form) {
+        return refusal;
     }
     let (s, a, p) = (
         State(state.clone()),
@@ -515,13 +513,10 @@ fn body(form: &HashMap<String, String>, keys: &[&str]) -> Bytes {
 
 async fn payouts(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    match session(&state, &headers).await {
-        Ok(session) => payouts_page(&state, &session, page::done_message(&query), &[]).await,
-        Err(to_login) => to_login,
-    }
+    payouts_page(&state, &session, page::done_message(&query), &[]).await
 }
 
 async fn payouts_page(
@@ -609,16 +604,12 @@ async fn payouts_page(
 
 async fn payout_action(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path((id, action)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(s) => s,
-        Err(to_login) => return to_login,
-    };
-    if !csrf_ok(&session.key, &form) {
-        return forbidden();
+    if let Some(refusal) = session.refuse_forged(&form) {
+        return refusal;
     }
     let (s, a, p) = (State(state.clone()), session.admin.clone(), Path(id));
     let outcome = match action.as_str() {
@@ -634,15 +625,11 @@ async fn payout_action(
 
 async fn create_batch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(s) => s,
-        Err(to_login) => return to_login,
-    };
-    if !csrf_ok(&session.key, &form) {
-        return forbidden();
+    if let Some(refusal) = session.refuse_forged(&form) {
+        return refusal;
     }
     match admin::payout_batches::create(
         State(state.clone()),
@@ -660,13 +647,11 @@ async fn create_batch(
 
 async fn batch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    match session(&state, &headers).await {
-        Ok(session) => batch_page(&state, &session, &id, None, &[]).await,
-        Err(to_login) => to_login,
-    }
+    batch_page(&state, &session, &id, page::done_message(&query), &[]).await
 }
 
 async fn batch_page(
@@ -739,14 +724,10 @@ async fn batch_page(
 
 async fn export_batch(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(s) => s,
-        Err(to_login) => return to_login,
-    };
     match admin::payout_batches::export(
         State(state.clone()),
         session.admin.clone(),
@@ -762,16 +743,12 @@ async fn export_batch(
 
 async fn batch_result(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(s) => s,
-        Err(to_login) => return to_login,
-    };
-    if !csrf_ok(&session.key, &form) {
-        return forbidden();
+    if let Some(refusal) = session.refuse_forged(&form) {
+        return refusal;
     }
     let mut line = serde_json::Map::new();
     line.insert(
@@ -807,11 +784,7 @@ async fn batch_result(
 
 // ---- webhooks and parked events
 
-async fn webhooks(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(s) => s,
-        Err(to_login) => return to_login,
-    };
+async fn webhooks(State(state): State<AppState>, session: Session) -> Response {
     let endpoints =
         match data(admin::webhooks::list(State(state.clone()), session.admin.clone()).await) {
             Ok(e) => e,
@@ -863,11 +836,7 @@ type ParkedLine = (
     chrono::DateTime<chrono::Utc>,
 );
 
-async fn parked(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let session = match session(&state, &headers).await {
-        Ok(s) => s,
-        Err(to_login) => return to_login,
-    };
+async fn parked(State(state): State<AppState>, session: Session) -> Response {
     let rows: Vec<ParkedLine> = match sqlx::query_as(
         "SELECT topic, kafka_partition, kafka_offset, event_id, reason, parked_at FROM parked_events
          WHERE resolved_at IS NULL ORDER BY parked_at DESC LIMIT 200",

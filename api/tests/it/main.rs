@@ -9,6 +9,7 @@ mod seeds;
 mod shapes;
 mod tls;
 mod validation;
+mod web;
 mod webhooks;
 
 use clap::Parser;
