@@ -125,3 +125,35 @@ async fn invented_methods_count_as_other_and_big_bodies_are_refused() {
         .unwrap();
     assert_eq!(answer.status(), 413, "a body over the limit is refused");
 }
+
+#[tokio::test]
+async fn a_request_that_hangs_is_cut_off_and_holds_its_place_until_then() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = TestStack::new().await.unwrap();
+    let mut config = crate::config(&stack);
+    config.http.request_timeout_secs = 1;
+    config.http.max_in_flight = 1;
+    let server = crate::spawn(&config).await;
+    // A body promised and never sent: the request waits inside the service.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(
+        b"POST /v1/conversions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer k\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Meanwhile the one place is taken: another request is told to come back.
+    let busy = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    // The hanging request is answered 408 at its deadline, and the place is free again.
+    let mut answer = vec![0; 64];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), slow.read(&mut answer))
+        .await
+        .expect("answered before 5 s")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    let after = reqwest::get(server.url("/healthz")).await.unwrap();
+    assert_eq!(after.status(), 200);
+}
