@@ -212,6 +212,47 @@ pub async fn redrivable(
         .collect())
 }
 
+/// Unresolved conversions an admin asked the console to re-drive.
+pub async fn requested(pool: &PgPool, topic: &str) -> sqlx::Result<Vec<ParkedRow>> {
+    let rows: Vec<ParkedRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM parked_events
+         WHERE topic = $1 AND resolved_at IS NULL AND redrive_requested_at IS NOT NULL
+         ORDER BY kafka_partition, kafka_offset LIMIT 1000"
+    ))
+    .bind(topic)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|row| ConversionEvent::decode(&row.payload).is_ok())
+        .collect())
+}
+
+/// Re-drives what the console asked for, every two seconds, until `cancel`.
+pub async fn redrive_requested(
+    pool: PgPool,
+    producer: FutureProducer,
+    topic: String,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match requested(&pool, &topic).await {
+            Ok(rows) if !rows.is_empty() => match redrive(&pool, &producer, &topic, &rows).await {
+                Ok(sent) => tracing::info!(sent, "re-drove parked events the console asked for"),
+                Err(err) => {
+                    tracing::warn!(error = %format!("{err:#}"), "re-driving parked events failed; retrying");
+                }
+            },
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "reading re-drive requests failed; retrying"),
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
 /// Publishes each row's message again (acknowledged by the broker), then marks it
 /// re-driven. Interrupted between the two, a second run sends it again: harmless, its
 /// event id is applied once.

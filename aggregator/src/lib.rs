@@ -45,6 +45,9 @@ pub struct App {
     conversions: (TopicConsumer, ConversionSink),
     limits: (usize, std::time::Duration),
     retention: Option<privacy::Retention>,
+    /// Re-drives what the console asks for (one instance does: instance 0, or each in
+    /// group mode, where a second copy of a message is harmless anyway).
+    redriver: Option<(sqlx::PgPool, rdkafka::producer::FutureProducer, String)>,
 }
 
 impl App {
@@ -103,6 +106,14 @@ impl App {
                 database: config.clickhouse.database.clone(),
                 days,
             }),
+            redriver: if config.assignment != Assignment::Static || config.instance == 0 {
+                let producer = reftrack_events::kafka::producer_config(kafka)
+                    .create()
+                    .context("create the re-drive producer")?;
+                Some((pool.clone(), producer, kafka.conversions_topic.clone()))
+            } else {
+                None
+            },
         })
     }
 
@@ -123,6 +134,14 @@ impl App {
         let retention = self
             .retention
             .map(|retention| tokio::spawn(retention.run(cancel.clone())));
+        let redriver = self.redriver.map(|(pool, producer, topic)| {
+            tokio::spawn(cli::redrive_requested(
+                pool,
+                producer,
+                topic,
+                cancel.clone(),
+            ))
+        });
         let mut pipelines = tokio::task::JoinSet::new();
         pipelines.spawn(pipeline::run(
             click_consumer,
@@ -157,8 +176,8 @@ impl App {
             stop.cancel();
         });
         let (served, ended) = tokio::join!(server, watch);
-        if let Some(retention) = retention {
-            let _ = retention.await;
+        for task in [retention, redriver].into_iter().flatten() {
+            let _ = task.await;
         }
         tracing::info!("aggregator stopped");
         served.context("serve HTTP")?;

@@ -197,3 +197,54 @@ fn the_redrive_command_needs_a_reason_or_event_ids() {
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(stderr.contains("--reason"), "{stderr}");
 }
+
+#[tokio::test]
+async fn the_running_aggregator_re_drives_what_the_console_asked_for() {
+    let stack = TestStack::new().await.unwrap();
+    let id = affiliate(&stack, "HOLD", "10").await;
+    sqlx::query("UPDATE affiliates SET active = false WHERE id = $1")
+        .bind(id)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    let server = spawn(&config(&stack)).await;
+    let producer = Producer::new(&stack);
+    let topic = &stack.kafka.conversions_topic;
+    for (key, payload) in [
+        event(&json!({"event_id": "s-9", "type": "signup"})),
+        event(&json!({"event_id": "p-9", "type": "purchase", "amount": "70.00"})),
+    ] {
+        producer.send(topic, &key, &payload).await;
+    }
+    drained(&stack, &producer.ends()).await;
+    assert_eq!(parked(&stack).await.len(), 2);
+
+    // The cause is fixed, and an admin asks the console to re-drive (what it writes).
+    sqlx::query("UPDATE affiliates SET active = true WHERE id = $1")
+        .bind(id)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE parked_events SET redrive_requested_at = now(), redrive_requested_by = 'admin@example.com'
+         WHERE reason = 'affiliate not active'",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    reftrack_testkit::wait::until(
+        std::time::Duration::from_secs(60),
+        "the requested events are re-driven and applied",
+        || async { totals(&stack, id).await.0 == "7.00" },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        parked(&stack).await,
+        vec![
+            ("p-9".into(), None, Some("redriven".into())),
+            ("s-9".into(), None, Some("redriven".into())),
+        ]
+    );
+    server.stop().await.unwrap();
+}

@@ -42,6 +42,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/payout-batches/{id}/results", post(batch_result))
         .route("/console/webhooks", get(webhooks))
         .route("/console/parked", get(parked))
+        .route("/console/parked/redrive", post(redrive))
 }
 
 /// A signed-in admin and the session's cookie value (the CSRF token's key).
@@ -826,20 +827,25 @@ async fn webhooks(State(state): State<AppState>, session: Session) -> Response {
     )
 }
 
-/// topic, partition, offset, event id, reason, when.
-type ParkedLine = (
-    String,
-    i32,
-    i64,
-    Option<String>,
-    String,
-    chrono::DateTime<chrono::Utc>,
-);
+#[derive(sqlx::FromRow)]
+struct ParkedLine {
+    topic: String,
+    kafka_partition: i32,
+    kafka_offset: i64,
+    event_id: Option<String>,
+    reason: String,
+    parked_at: chrono::DateTime<chrono::Utc>,
+    redrive_requested_at: Option<chrono::DateTime<chrono::Utc>>,
+}
 
-async fn parked(State(state): State<AppState>, session: Session) -> Response {
+async fn parked(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
     let rows: Vec<ParkedLine> = match sqlx::query_as(
-        "SELECT topic, kafka_partition, kafka_offset, event_id, reason, parked_at FROM parked_events
-         WHERE resolved_at IS NULL ORDER BY parked_at DESC LIMIT 200",
+        "SELECT topic, kafka_partition, kafka_offset, event_id, reason, parked_at, redrive_requested_at
+         FROM parked_events WHERE resolved_at IS NULL ORDER BY parked_at DESC LIMIT 200",
     )
     .fetch_all(&state.pool)
     .await
@@ -847,19 +853,81 @@ async fn parked(State(state): State<AppState>, session: Session) -> Response {
         Ok(rows) => rows,
         Err(err) => return failed(&session, "Parked events", &err.into()),
     };
+    let reasons: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r.reason.as_str()).collect();
     page(
         &session,
         "Parked events",
         html! {
-            p { "Events the aggregator could not apply, with why. Once the cause is fixed, re-drive them with "
-                code { "aggregator parked redrive --reason \"…\"" } " (or " code { "--event-id" } "): each counts once." }
+            (notice(page::done_message(&query), &[]))
+            p { "Events the aggregator could not apply, with why. Once the cause is fixed (an affiliate \
+                 reactivated, a code created), re-drive them: the aggregator publishes each again within \
+                 seconds, where it counts once, or is parked again if its cause remains. The same from a \
+                 shell: " code { "aggregator parked redrive --reason \"…\"" } "." }
+            @for reason in &reasons {
+                form.inline method="post" action="/console/parked/redrive" {
+                    (csrf_field(&session.key))
+                    input type="hidden" name="reason" value=(reason);
+                    button type="submit" { "Re-drive all: " (reason) }
+                }
+                " "
+            }
             div.scroll { table {
-                thead { tr { th scope="col" { "When" } th scope="col" { "Event" } th scope="col" { "Reason" } th scope="col" { "Where" } } }
-                tbody { @for (topic, partition, offset, event, reason, at) in &rows {
-                    tr { td { (at.format("%Y-%m-%d %H:%M")) } td { (event.as_deref().unwrap_or("—")) } td { (reason) } td { (topic) " " (partition) "/" (offset) } }
+                thead { tr { th scope="col" { "When" } th scope="col" { "Event" } th scope="col" { "Reason" }
+                    th scope="col" { "Where" } th scope="col" { span.sr-only { "Actions" } } } }
+                tbody { @for row in &rows {
+                    tr {
+                        td { (row.parked_at.format("%Y-%m-%d %H:%M")) }
+                        td { (row.event_id.as_deref().unwrap_or("—")) }
+                        td { (row.reason) }
+                        td { (row.topic) " " (row.kafka_partition) "/" (row.kafka_offset) }
+                        td.actions {
+                            @if row.redrive_requested_at.is_some() { "re-drive requested" }
+                            @else if let Some(event) = &row.event_id {
+                                form.inline method="post" action="/console/parked/redrive" {
+                                    (csrf_field(&session.key))
+                                    input type="hidden" name="event_id" value=(event);
+                                    button type="submit" aria-label=(format!("Re-drive {event}")) { "Re-drive" }
+                                }
+                            }
+                        }
+                    }
                 } }
             } }
             @if rows.is_empty() { p { "Nothing is parked." } }
         },
     )
+}
+
+/// Marks parked conversions (by reason, or one event id) for the aggregator to re-drive.
+async fn redrive(
+    State(state): State<AppState>,
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(refusal) = session.refuse_forged(&form) {
+        return refusal;
+    }
+    let (reason, event) = (form.get("reason"), form.get("event_id"));
+    if reason.is_none() && event.is_none() {
+        return failed(
+            &session,
+            "Parked events",
+            &ApiError::field("reason", "Name a reason or an event."),
+        );
+    }
+    let marked = sqlx::query(
+        "UPDATE parked_events SET redrive_requested_at = now(), redrive_requested_by = $3
+         WHERE resolved_at IS NULL AND redrive_requested_at IS NULL AND event_id IS NOT NULL
+           AND (reason = $1 OR event_id = $2)",
+    )
+    .bind(reason)
+    .bind(event)
+    .bind(&session.admin.email)
+    .execute(&state.pool)
+    .await;
+    match marked {
+        Ok(_) => page::done_redirect("/console/parked", "redrive"),
+        Err(err) => failed(&session, "Parked events", &err.into()),
+    }
 }

@@ -135,6 +135,10 @@ const DONE: &[(&str, &str)] = &[
     ("method", "Payout method saved."),
     ("minimum", "Minimum saved."),
     ("withdrawn", "Withdrawal requested: you will be paid soon."),
+    (
+        "redrive",
+        "Re-drive requested: the aggregator publishes them again within seconds.",
+    ),
 ];
 
 /// The message of `?done=NAME`.

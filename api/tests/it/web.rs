@@ -78,6 +78,36 @@ async fn pages_need_a_session_and_forms_their_csrf_token() {
         .await
         .unwrap();
     assert_eq!(forged.status(), 403, "a form without the token is refused");
+
+    // With its token, a re-drive request marks the parked events for the aggregator.
+    sqlx::query(
+        "INSERT INTO parked_events (topic, kafka_partition, kafka_offset, reason, event_id, payload)
+         VALUES ('conversions', 0, 7, 'affiliate not active', 'p-1', '{}'::bytea)",
+    )
+    .execute(&stack.pool)
+    .await
+    .unwrap();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let asked = http
+        .post(server.url("/console/parked/redrive"))
+        .header("cookie", &session)
+        .form(&[("csrf", csrf.as_str()), ("reason", "affiliate not active")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 303);
+    assert_eq!(asked.headers()["location"], "/console/parked?done=redrive");
+    let by: Option<String> =
+        sqlx::query_scalar("SELECT redrive_requested_by FROM parked_events WHERE event_id = 'p-1'")
+            .fetch_one(&stack.pool)
+            .await
+            .unwrap();
+    assert_eq!(by.as_deref(), Some("admin@rebusai.com"));
 }
 
 #[tokio::test]
