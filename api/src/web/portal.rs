@@ -170,7 +170,7 @@ async fn portal(
                 section aria-labelledby="money" {
                     h2 #money { "Balances" }
                     dl.facts {
-                        dt { "Pending" } dd #pending { (balances.map_or("—".into(), |b| b.held.to_string())) }
+                        dt { "Pending" } dd #pending { (balances.map_or("—".into(), |b| text(&serde_json::json!(b.held)))) }
                         dt { "Payable" } dd #payable { (text(&view["currentBalance"])) }
                         dt { "Paid" } dd #paid { (text(&view["totalPaid"])) }
                         dt { "Earned" } dd { (text(&view["totalEarned"])) }
