@@ -16,6 +16,17 @@ fn event(body: &serde_json::Value) -> (String, Vec<u8>) {
     conversion(base)
 }
 
+/// Affiliate HOLD, deactivated: its conversions are parked.
+async fn inactive_affiliate(stack: &TestStack) -> i64 {
+    let id = affiliate(stack, "HOLD", "10").await;
+    sqlx::query("UPDATE affiliates SET active = false WHERE id = $1")
+        .bind(id)
+        .execute(&stack.pool)
+        .await
+        .unwrap();
+    id
+}
+
 async fn totals(stack: &TestStack, id: i64) -> (String, String) {
     sqlx::query_as(
         "SELECT earned::text, reversed::text FROM affiliate_totals WHERE affiliate_id = $1",
@@ -98,12 +109,7 @@ async fn a_refund_read_before_its_purchase_waits_and_is_applied_with_it() {
 #[tokio::test]
 async fn parked_conversions_are_listed_and_re_driven_once_their_cause_is_fixed() {
     let stack = TestStack::new().await.unwrap();
-    let id = affiliate(&stack, "HOLD", "10").await;
-    sqlx::query("UPDATE affiliates SET active = false WHERE id = $1")
-        .bind(id)
-        .execute(&stack.pool)
-        .await
-        .unwrap();
+    let id = inactive_affiliate(&stack).await;
     let config = config(&stack);
     let server = spawn(&config).await;
     let producer = Producer::new(&stack);
@@ -201,12 +207,7 @@ fn the_redrive_command_needs_a_reason_or_event_ids() {
 #[tokio::test]
 async fn the_running_aggregator_re_drives_what_the_console_asked_for() {
     let stack = TestStack::new().await.unwrap();
-    let id = affiliate(&stack, "HOLD", "10").await;
-    sqlx::query("UPDATE affiliates SET active = false WHERE id = $1")
-        .bind(id)
-        .execute(&stack.pool)
-        .await
-        .unwrap();
+    let id = inactive_affiliate(&stack).await;
     let server = spawn(&config(&stack)).await;
     let producer = Producer::new(&stack);
     let topic = &stack.kafka.conversions_topic;

@@ -39,7 +39,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(withdraw))
 }
 
-fn view(settings: &Settings, row: &PromoterRow) -> PromoterView {
+pub(crate) fn view(settings: &Settings, row: &PromoterRow) -> PromoterView {
     let balances = row.balances();
     PromoterView {
         id: row.id,
@@ -65,7 +65,10 @@ fn view(settings: &Settings, row: &PromoterRow) -> PromoterView {
 }
 
 /// The caller's promoter as of the api's clock, created on first use.
-async fn promoter_row(state: &AppState, caller: &Promoter) -> Result<PromoterRow, ApiError> {
+pub(crate) async fn promoter_row(
+    state: &AppState,
+    caller: &Promoter,
+) -> Result<PromoterRow, ApiError> {
     db::get_or_create(&state.pool, caller, &state.settings, state.clock.now()).await
 }
 

@@ -455,21 +455,21 @@ async fn affiliate_action(
     );
     let outcome: Result<&str, ApiError> = match action.as_str() {
         "approve" => data(
-            admin::affiliates::approve(s, a, p, body(&form, &["tier", "commission_rate"])).await,
+            admin::affiliates::approve(s, a, p, json_body(&form, &["tier", "commission_rate"]))
+                .await,
         )
         .map(|_| "approved"),
-        "reject" => data(admin::affiliates::reject(s, a, p, body(&form, &["reason"])).await)
+        "reject" => data(admin::affiliates::reject(s, a, p, json_body(&form, &["reason"])).await)
             .map(|_| "rejected"),
         "deactivate" => data(admin::affiliates::deactivate(s, a, p).await).map(|_| "deactivated"),
         "reactivate" => data(admin::affiliates::reactivate(s, a, p).await).map(|_| "reactivated"),
         "update" => {
-            let mut fields = form.clone();
             // An empty rate means "the tier's": the API takes null for it.
-            let rate = fields
-                .remove("commission_rate")
-                .filter(|r| !r.trim().is_empty());
-            let mut json: serde_json::Map<String, Value> =
-                serde_json::from_slice(&json_body(&fields, &["tier"])).expect("an object");
+            let rate = form
+                .get("commission_rate")
+                .filter(|r| !r.trim().is_empty())
+                .cloned();
+            let mut json = page::json_fields(&form, &["tier"]);
             json.insert(
                 "commission_rate".into(),
                 rate.map_or(Value::Null, Value::String),
@@ -480,7 +480,7 @@ async fn affiliate_action(
             )
             .map(|_| "saved")
         }
-        "coupon" => admin::coupons::create(s, a, p, body(&form, &["code"]))
+        "coupon" => admin::coupons::create(s, a, p, json_body(&form, &["code"]))
             .await
             .map(|_| "coupon")
             .map_err(|e| e.0),
@@ -496,18 +496,6 @@ async fn affiliate_action(
             answer
         }
     }
-}
-
-/// The form's `keys` as the API's JSON body, tier as a number.
-fn body(form: &HashMap<String, String>, keys: &[&str]) -> Bytes {
-    let mut json: serde_json::Map<String, Value> =
-        serde_json::from_slice(&json_body(form, keys)).expect("an object");
-    if let Some(Value::String(tier)) = json.get("tier")
-        && let Ok(tier) = tier.parse::<i64>()
-    {
-        json.insert("tier".into(), Value::from(tier));
-    }
-    Bytes::from(Value::Object(json).to_string())
 }
 
 // ---- payouts
@@ -751,22 +739,7 @@ async fn batch_result(
     if let Some(refusal) = session.refuse_forged(&form) {
         return refusal;
     }
-    let mut line = serde_json::Map::new();
-    line.insert(
-        "payout_id".into(),
-        form.get("payout_id")
-            .and_then(|p| p.parse::<i64>().ok())
-            .map_or(Value::Null, Value::from),
-    );
-    line.insert(
-        "status".into(),
-        form.get("status")
-            .cloned()
-            .map_or(Value::Null, Value::String),
-    );
-    if let Some(reason) = form.get("reason").filter(|r| !r.trim().is_empty()) {
-        line.insert("reason".into(), Value::String(reason.clone()));
-    }
+    let line = page::json_fields(&form, &["payout_id", "status", "reason"]);
     let body = Bytes::from(serde_json::json!({"lines": [line]}).to_string());
     let outcome = data(
         admin::payout_batches::record_results(

@@ -86,17 +86,31 @@ pub fn csrf_ok(session: &str, form: &HashMap<String, String>) -> bool {
     form.get("csrf").is_some_and(|t| *t == csrf_token(session))
 }
 
-/// The form's fields named in `keys` as a JSON body for an API handler: empty fields
-/// left out, numbers kept as the text the user typed (the APIs read both).
-pub fn json_body(form: &HashMap<String, String>, keys: &[&str]) -> Bytes {
-    let map: serde_json::Map<String, Value> = keys
-        .iter()
+/// Form fields the APIs read as JSON integers; every other field is text, as typed.
+const INTEGER_FIELDS: &[&str] = &["tier", "payout_id"];
+
+/// The form's fields named in `keys` as the JSON object an API handler reads: empty
+/// fields left out, [`INTEGER_FIELDS`] as numbers when they are (else as typed, for the
+/// API to refuse with its own message).
+pub fn json_fields(
+    form: &HashMap<String, String>,
+    keys: &[&str],
+) -> serde_json::Map<String, Value> {
+    keys.iter()
         .filter_map(|k| {
             let v = form.get(*k)?.trim();
-            (!v.is_empty()).then(|| (k.to_string(), Value::String(v.to_string())))
+            let value = match v.parse::<i64>() {
+                Ok(n) if INTEGER_FIELDS.contains(k) => Value::from(n),
+                _ => Value::String(v.to_string()),
+            };
+            (!v.is_empty()).then(|| (k.to_string(), value))
         })
-        .collect();
-    Bytes::from(Value::Object(map).to_string())
+        .collect()
+}
+
+/// [`json_fields`] as a request body.
+pub fn json_body(form: &HashMap<String, String>, keys: &[&str]) -> Bytes {
+    Bytes::from(Value::Object(json_fields(form, keys)).to_string())
 }
 
 /// What an API error says to a person: each field's messages, or the one message.

@@ -118,8 +118,10 @@ async fn portal(
 ) -> Response {
     let me = || session.promoter.clone();
     let s = || State(state.clone());
-    let view = match json(promoter::promoter(s(), me()).await) {
-        Ok(view) => view,
+    // One read of the promoter: its view (as GET /referrals/promoter answers) and the
+    // held amount the view does not carry.
+    let row = match promoter::promoter_row(state, &session.promoter).await {
+        Ok(row) => row,
         Err(error) => {
             return respond(
                 error.status(),
@@ -127,15 +129,13 @@ async fn portal(
             );
         }
     };
+    let view =
+        serde_json::to_value(promoter::view(&state.settings, &row)).expect("views serialise");
+    let pending = text(&serde_json::json!(row.balances().held));
     let earnings = json(promoter::recent_earnings(s(), me()).await).unwrap_or(Value::Null);
     let referrals =
         json(promoter::referrals(s(), me(), Query(HashMap::new())).await).unwrap_or(Value::Null);
     let payouts = json(promoter::payouts(s(), me()).await).unwrap_or(Value::Null);
-    let balances = promoter::db::find(&state.pool, session.promoter.user_id, state.clock.now())
-        .await
-        .ok()
-        .flatten()
-        .map(|row| row.balances());
     let days: Vec<String> = earnings
         .as_array()
         .into_iter()
@@ -170,7 +170,7 @@ async fn portal(
                 section aria-labelledby="money" {
                     h2 #money { "Balances" }
                     dl.facts {
-                        dt { "Pending" } dd #pending { (balances.map_or("—".into(), |b| text(&serde_json::json!(b.held)))) }
+                        dt { "Pending" } dd #pending { (pending) }
                         dt { "Payable" } dd #payable { (text(&view["currentBalance"])) }
                         dt { "Paid" } dd #paid { (text(&view["totalPaid"])) }
                         dt { "Earned" } dd { (text(&view["totalEarned"])) }

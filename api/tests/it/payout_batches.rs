@@ -388,3 +388,42 @@ async fn batch_requests_are_checked_field_by_field() {
         .await;
     assert_eq!(status, 400, "{answer}");
 }
+
+#[tokio::test]
+async fn two_batches_created_at_once_pay_each_balance_once() {
+    let stack = TestStack::new().await.unwrap();
+    let mut config = config(&stack);
+    config.promoters.payout_review_hours = 0;
+    let client = Client::new(&config).await;
+    let admin = key(&stack, &[Scope::Admin]).await;
+    let mut owed = Decimal::ZERO;
+    for user in 61..71 {
+        let id = promoter(&client, user, "paypal", &format!("p{user}@example.com")).await;
+        earn(&stack, id, "25.00", 2, &format!("two-{user}")).await;
+        owed += dec("25");
+    }
+    let create = || {
+        client.call(
+            "POST",
+            BATCHES,
+            Some(&admin),
+            Some(json!({"method": "paypal"})),
+        )
+    };
+    let (a, b) = tokio::join!(create(), create());
+    let lines: i64 = [&a, &b]
+        .iter()
+        .filter(|(status, _)| *status == 201)
+        .map(|(_, batch)| batch["data"]["line_count"].as_i64().unwrap())
+        .sum();
+    assert_eq!(lines, 10, "every balance in exactly one batch: {a:?} {b:?}");
+    let payouts: Decimal = sqlx::query_scalar("SELECT sum(amount) FROM payouts")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    let pending: Decimal = sqlx::query_scalar("SELECT sum(pending_payouts) FROM affiliate_totals")
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap();
+    assert_eq!((payouts, pending), (owed, owed), "nothing paid out twice");
+}

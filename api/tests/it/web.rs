@@ -108,6 +108,51 @@ async fn pages_need_a_session_and_forms_their_csrf_token() {
             .await
             .unwrap();
     assert_eq!(by.as_deref(), Some("admin@rebusai.com"));
+
+    // Hostile input comes back escaped, and a form's numbers reach the API as numbers.
+    let client = crate::Client {
+        http: reqwest::Client::new(),
+        server,
+    };
+    let (status, created) = client
+        .create_affiliate(
+            &admin,
+            serde_json::json!({"name": "<script>alert(1)</script>", "email": "x@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_i64().unwrap();
+    let list = http
+        .get(client.server.url("/console/?search=example.com"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !list.contains("<script>alert"),
+        "names are escaped"
+    );
+    let saved = http
+        .post(
+            client
+                .server
+                .url(&format!("/console/affiliates/{id}/update")),
+        )
+        .header("cookie", &session)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("tier", "3"),
+            ("commission_rate", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 303);
+    let (_, detail) = client.affiliate(&admin, id).await;
+    assert_eq!(detail["data"]["tier"], 3, "{detail}");
 }
 
 #[tokio::test]

@@ -112,6 +112,13 @@ async fn reload_until(browser: &Client, css: &str, wanted: &str) {
     );
 }
 
+/// The figures a chart was drawn from (its `data-chart`).
+async fn chart_figures(browser: &Client, css: &str) -> serde_json::Value {
+    let element = browser.find(Locator::Css(css)).await.unwrap();
+    let figures = element.attr("data-chart").await.unwrap().unwrap();
+    serde_json::from_str(&figures).unwrap()
+}
+
 async fn fill(browser: &Client, css: &str, value: &str) {
     let field = browser.find(Locator::Css(css)).await.unwrap();
     field.clear().await.unwrap();
@@ -222,14 +229,7 @@ async fn a_promoter_copies_the_link_sets_a_method_sees_earnings_and_withdraws() 
         .accepted(purchase("pb-p", 8101, &code, "200.00"))
         .await;
     reload_until(&browser, "#payable", "30").await;
-    let figures = browser
-        .find(Locator::Css("#earnings-chart"))
-        .await
-        .unwrap()
-        .attr("data-chart")
-        .await
-        .unwrap()
-        .unwrap();
+    let figures = chart_figures(&browser, "#earnings-chart").await.to_string();
     assert!(
         figures.contains("30"),
         "today's earnings are on the chart: {figures}"
@@ -327,15 +327,7 @@ async fn an_admin_finds_approves_charts_and_pays() {
         program.click(&code).await;
     }
     for _ in 0..60 {
-        let figures = browser
-            .find(Locator::Css("#affiliate-chart"))
-            .await
-            .unwrap()
-            .attr("data-chart")
-            .await
-            .unwrap()
-            .unwrap();
-        let chart: serde_json::Value = serde_json::from_str(&figures).unwrap();
+        let chart = chart_figures(&browser, "#affiliate-chart").await;
         let clicks: f64 = chart["series"][0]["values"]
             .as_array()
             .unwrap()
