@@ -195,31 +195,29 @@ pub async fn redrivable(
     reason: Option<&str>,
     event_ids: &[String],
 ) -> sqlx::Result<Vec<ParkedRow>> {
+    open_conversions(pool, topic, reason, event_ids, false).await
+}
+
+/// Those of `reason`, those of `event_ids`, and (when `requested`) those an admin asked
+/// the console to re-drive.
+async fn open_conversions(
+    pool: &PgPool,
+    topic: &str,
+    reason: Option<&str>,
+    event_ids: &[String],
+    requested: bool,
+) -> sqlx::Result<Vec<ParkedRow>> {
     let rows: Vec<ParkedRow> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM parked_events
          WHERE topic = $1 AND resolved_at IS NULL AND event_id IS NOT NULL
-           AND (($2::text IS NOT NULL AND reason = $2) OR event_id = ANY($3))
+           AND (($2::text IS NOT NULL AND reason = $2) OR event_id = ANY($3)
+                OR ($4 AND redrive_requested_at IS NOT NULL))
          ORDER BY kafka_partition, kafka_offset"
     ))
     .bind(topic)
     .bind(reason)
     .bind(event_ids)
-    .fetch_all(pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|row| ConversionEvent::decode(&row.payload).is_ok())
-        .collect())
-}
-
-/// Unresolved conversions an admin asked the console to re-drive.
-pub async fn requested(pool: &PgPool, topic: &str) -> sqlx::Result<Vec<ParkedRow>> {
-    let rows: Vec<ParkedRow> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM parked_events
-         WHERE topic = $1 AND resolved_at IS NULL AND redrive_requested_at IS NOT NULL
-         ORDER BY kafka_partition, kafka_offset LIMIT 1000"
-    ))
-    .bind(topic)
+    .bind(requested)
     .fetch_all(pool)
     .await?;
     Ok(rows
@@ -236,7 +234,7 @@ pub async fn redrive_requested(
     cancel: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        match requested(&pool, &topic).await {
+        match open_conversions(&pool, &topic, None, &[], true).await {
             Ok(rows) if !rows.is_empty() => match redrive(&pool, &producer, &topic, &rows).await {
                 Ok(sent) => tracing::info!(sent, "re-drove parked events the console asked for"),
                 Err(err) => {
