@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
@@ -268,6 +269,12 @@ impl TopicConsumer {
         batch.push(first);
         let deadline = tokio::time::Instant::now() + wait;
         while batch.len() < max {
+            // A message already fetched is taken without arming a timer: while
+            // draining a backlog, a timer per message costs more than the message.
+            if let Some(record) = self.recv().now_or_never() {
+                batch.push(record);
+                continue;
+            }
             match tokio::time::timeout_at(deadline, self.recv()).await {
                 Ok(record) => batch.push(record),
                 Err(_) => break,

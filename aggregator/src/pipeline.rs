@@ -1,6 +1,6 @@
-//! The loop both topics run. Batches overlap in two stages: while batch N is written to
+//! The loop both topics run. Batches overlap in three stages: while batch N is written to
 //! the sinks, batch N+1 is prepared (checked for continuity, decoded, and given its
-//! verdicts). A batch is never skipped: a failing sink is retried with backoff, and a
+//! verdicts) and then batch N+2 fetched. A batch is never skipped: a failing sink is retried with backoff, and a
 //! fenced batch (another instance moved a partition's progress) is retried against
 //! fresh positions, which skips what is already applied. After each write, Kafka is
 //! told where the sinks stand (a hint for the next fetch, never trusted).
@@ -207,13 +207,19 @@ pub async fn run<S: BatchSink>(
         hold = Some(claimed.hold);
     }
     let mut in_flight: Option<S::Prepared> = None;
+    let mut fetched: Option<Polled> = None;
     loop {
-        // With a batch in flight, a quiet topic must not keep it from the sinks.
-        let idle_after = in_flight.as_ref().map(|_| limits.max_wait);
-        let mut batch = match consumer
-            .next_batch(limits.max_events, limits.max_wait, idle_after, &cancel)
-            .await
-        {
+        let polled = match fetched.take() {
+            Some(polled) => polled,
+            // With a batch in flight, a quiet topic must not keep it from the sinks.
+            None => {
+                let idle_after = in_flight.as_ref().map(|_| limits.max_wait);
+                consumer
+                    .next_batch(limits.max_events, limits.max_wait, idle_after, &cancel)
+                    .await
+            }
+        };
+        let mut batch = match polled {
             Polled::Batch(batch) => batch,
             Polled::Idle => {
                 if !write(&sink, in_flight.take(), &mut positions, &consumer, &cancel).await {
@@ -262,14 +268,33 @@ pub async fn run<S: BatchSink>(
         }
         let snapshot = positions.clone();
         let written = write(&sink, in_flight.take(), &mut positions, &consumer, &cancel);
-        let prepared = prepare(&sink, &consumer, &mut cursor, &batch, &snapshot, &cancel);
-        let (written, prepared) = tokio::join!(written, prepared);
+        // The next batch is fetched while this one's predecessor is still being written,
+        // but only after this one is prepared: preparing may rewind a partition, and a
+        // fetch must not straddle a rewind. (Fetching sooner changes nothing else: what
+        // comes of a batch depends on the positions it meets, not on when it arrived.)
+        let prepared_then_fetched = async {
+            let prepared =
+                prepare(&sink, &consumer, &mut cursor, &batch, &snapshot, &cancel).await?;
+            let next = consumer
+                .next_batch(
+                    limits.max_events,
+                    limits.max_wait,
+                    Some(limits.max_wait),
+                    &cancel,
+                )
+                .await;
+            Some((prepared, next))
+        };
+        let (written, prepared) = tokio::join!(written, prepared_then_fetched);
         if !written {
             return Ok(());
         }
         consumer.commit_hint(&positions.both());
         match prepared {
-            Some(prepared) => in_flight = Some(prepared),
+            Some((prepared, next)) => {
+                in_flight = Some(prepared);
+                fetched = Some(next);
+            }
             None => return Ok(()),
         }
     }

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
@@ -17,6 +17,8 @@ use axum::http::StatusCode;
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use futures::future::Either;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -53,10 +55,26 @@ pub struct HttpConfig {
     pub body_limit_bytes: u32,
 }
 
+/// Requests a service answers at once, before routing and without the layers: for
+/// handlers that answer from memory without waiting on anything (ingest's redirect),
+/// where routing and the layers would cost more than the answer itself. Such an answer
+/// cannot outlast the request deadline nor pile up in flight, so neither limit concerns
+/// it; its request metrics are recorded as for any route.
+pub trait FastPath: Send + Sync + 'static {
+    /// The answer and the route it is counted under; `None` sends the request on to the
+    /// router.
+    fn answer(
+        &self,
+        request: &hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Option<(&'static str, Response)>;
+}
+
 /// A service's routes, ready to serve.
 pub struct Server {
     public: Router,
     ops: Router,
+    fast: Option<Arc<dyn FastPath>>,
     config: HttpConfig,
 }
 
@@ -67,8 +85,15 @@ impl Server {
         Self {
             public: public.route("/healthz", get(healthz)),
             ops,
+            fast: None,
             config: config.clone(),
         }
+    }
+
+    /// Answers what `fast` answers before the public routes see it.
+    pub fn with_fast_path(mut self, fast: Arc<dyn FastPath>) -> Self {
+        self.fast = Some(fast);
+        self
     }
 
     /// Serves on `listener` (and the ops listener, when configured) until `shutdown`
@@ -87,15 +112,15 @@ impl Server {
         match self.config.ops_addr {
             None => {
                 let router = self.harden(self.public.clone().merge(self.ops.clone()));
-                serve_on(router, listener, header_timeout, stopped).await
+                serve_on(router, self.fast, listener, header_timeout, stopped).await
             }
             Some(addr) => {
                 let ops_listener = crate::service::bind(addr, "OPS_ADDR").await?;
                 let public = self.harden(self.public.clone());
                 let ops = self.harden(self.ops.clone());
                 let (a, b) = tokio::join!(
-                    serve_on(public, listener, header_timeout, stopped.clone()),
-                    serve_on(ops, ops_listener, header_timeout, stopped),
+                    serve_on(public, self.fast, listener, header_timeout, stopped.clone()),
+                    serve_on(ops, None, ops_listener, header_timeout, stopped),
                 );
                 a.and(b)
             }
@@ -142,10 +167,23 @@ async fn limit_in_flight(
     }
 }
 
+fn answer_fast(
+    fast: &dyn FastPath,
+    request: &hyper::Request<Incoming>,
+    peer: SocketAddr,
+) -> Option<Response> {
+    let start = Instant::now();
+    let (route, response) = fast.answer(request, peer)?;
+    let method = telemetry::method_label(request.method());
+    telemetry::record_http(route, method, response.status().as_u16(), start);
+    Some(response)
+}
+
 /// Accepts connections until `stopped`, each served by hyper's HTTP/1 with the header
 /// deadline; then waits (a bounded time) for the connections to finish their requests.
 async fn serve_on(
     router: Router,
+    fast: Option<Arc<dyn FastPath>>,
     listener: TcpListener,
     header_timeout: Duration,
     mut stopped: watch::Receiver<bool>,
@@ -170,12 +208,17 @@ async fn serve_on(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(
-            move |mut request: hyper::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                router.clone().oneshot(request)
-            },
-        );
+        let fast = fast.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            if let Some(answer) = fast
+                .as_ref()
+                .and_then(|f| answer_fast(&**f, &request, peer))
+            {
+                return Either::Left(std::future::ready(Ok(answer)));
+            }
+            request.extensions_mut().insert(ConnectInfo(peer));
+            Either::Right(router.clone().oneshot(request))
+        });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             let _ = connection.await;

@@ -127,10 +127,15 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     let method = method_label(request.method());
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let handles = http_handles(route, method, response.status().as_u16());
+    record_http(route, method, response.status().as_u16(), start);
+    response
+}
+
+/// Records one answered request: its count and its duration since `start`.
+pub fn record_http(route: &str, method: &'static str, status: u16, start: Instant) {
+    let handles = http_handles(route, method, status);
     handles.duration.record(start.elapsed().as_secs_f64());
     handles.requests.increment(1);
-    response
 }
 
 #[derive(Clone)]
@@ -141,7 +146,7 @@ struct HttpHandles {
 
 /// A request method as a label: the standard ones by name, any other as `other`, so that
 /// clients inventing methods cannot grow the label set (and the process's memory).
-fn method_label(method: &Method) -> &'static str {
+pub fn method_label(method: &Method) -> &'static str {
     const KNOWN: [Method; 9] = [
         Method::GET,
         Method::HEAD,

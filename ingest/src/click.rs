@@ -9,13 +9,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::header::{CACHE_CONTROL, LOCATION, REFERER, SET_COOKIE, USER_AGENT};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::header::{ALLOW, CACHE_CONTROL, LOCATION, REFERER, SET_COOKIE, USER_AGENT};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::Response;
+use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
+use reftrack_common::server::FastPath;
 use reftrack_events::click::{MAX_CODE_LEN, MAX_HEADER_LEN, format_click_id, truncate};
 use reftrack_events::{ClickEvent, ClickMethod, ClickVerdict, ReferralCode};
-use uuid::Uuid;
+use uuid::timestamp::context::ThreadLocalContext;
+use uuid::{ContextV7, Timestamp, Uuid};
 
 use crate::cookie::CookiePolicy;
 use crate::directory::Directory;
@@ -38,34 +41,43 @@ pub struct ClickState {
     pub click_id_param: Option<String>,
 }
 
-/// `GET /?ref=CODE&...`
-pub async fn by_query(
-    State(state): State<Arc<ClickState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    let query = split_query(request.uri().query().unwrap_or_default());
-    match &query.code {
-        Some(code) => state.click(code, &query, peer, &request),
-        // A bare visit: send it on, nothing to record.
-        None => redirect(
-            &state
-                .redirects
-                .location(&state.landing, None, &query.passthrough, None),
-            None,
-        ),
-    }
-}
+/// The click routes, as the request metrics name them.
+const BY_QUERY: &str = "/";
+const BY_PATH: &str = "/r/{code}";
 
-/// `GET /r/CODE?...`
-pub async fn by_path(
-    State(state): State<Arc<ClickState>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    Path(code): Path<String>,
-    request: Request,
-) -> Response {
-    let query = split_query(request.uri().query().unwrap_or_default());
-    state.click(&code, &query, peer, &request)
+/// `GET /?ref=CODE&...` and `GET /r/CODE?...`, answered before routing (see
+/// [`FastPath`]): a redirect needs nothing the router's layers give.
+impl FastPath for ClickState {
+    fn answer(
+        &self,
+        request: &Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Option<(&'static str, Response)> {
+        let path = request.uri().path();
+        let (route, path_code) = if path == BY_QUERY {
+            (BY_QUERY, None)
+        } else {
+            let raw = path
+                .strip_prefix("/r/")
+                .filter(|c| !c.is_empty() && !c.contains('/'))?;
+            (BY_PATH, Some(percent_decode_str(raw).decode_utf8().ok()?))
+        };
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return Some((route, method_not_allowed()));
+        }
+        let query = split_query(request.uri().query().unwrap_or_default());
+        let response = match path_code.as_ref().or(query.code.as_ref()) {
+            Some(code) => self.click(code, &query, peer, request),
+            // A bare visit: send it on, nothing to record.
+            None => redirect(
+                &self
+                    .redirects
+                    .location(&self.landing, None, &query.passthrough, None),
+                None,
+            ),
+        };
+        Some((route, response))
+    }
 }
 
 impl ClickState {
@@ -74,9 +86,9 @@ impl ClickState {
         raw_code: &str,
         query: &ClickQuery<'_>,
         peer: SocketAddr,
-        request: &Request,
+        request: &Request<Incoming>,
     ) -> Response {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let (event_id, now_ms) = click_id_and_time();
         let headers = request.headers();
         let code = ReferralCode::parse(raw_code);
         let snapshot = self.directory.snapshot();
@@ -99,7 +111,7 @@ impl ClickState {
             None => Cow::Borrowed(truncate(raw_code, MAX_CODE_LEN)),
         };
         let event = ClickEvent {
-            event_id: Uuid::now_v7(),
+            event_id,
             code: code_text,
             affiliate_id: affiliate.map(|a| a.id),
             received_at_ms: now_ms,
@@ -154,6 +166,27 @@ fn header_text<'r>(headers: &'r HeaderMap, name: &HeaderName) -> Option<Cow<'r, 
         Cow::Borrowed(s) => Cow::Borrowed(truncate(s, MAX_HEADER_LEN)),
         Cow::Owned(s) => Cow::Owned(s),
     })
+}
+
+/// A click's id (a UUID v7) and its time in milliseconds, from one clock reading. The
+/// v7 counter keeping ids ordered is per worker thread, so workers share no lock.
+fn click_id_and_time() -> (Uuid, i64) {
+    thread_local! {
+        static CONTEXT: ContextV7 = const { ContextV7::new() };
+    }
+    let timestamp = Timestamp::now(ThreadLocalContext::new(&CONTEXT));
+    let (secs, nanos) = timestamp.to_unix();
+    let ms = i64::try_from(secs).unwrap_or(i64::MAX / 1000) * 1000 + i64::from(nanos / 1_000_000);
+    (Uuid::new_v7(timestamp), ms)
+}
+
+fn method_not_allowed() -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    response
 }
 
 /// A 302 that browsers and proxies must not cache (each click must reach ingest).

@@ -132,14 +132,11 @@ impl App {
             );
         }
 
-        // The click path stays bare for speed: no request id, no span, no access log
-        // (one metric, recorded without allocating). Conversions, rare and carrying
-        // money, get all three.
+        // The click path stays bare for speed: answered before routing (no layers, no
+        // request id, no span, no access log; its request metrics recorded without
+        // allocating). Conversions, rare and carrying money, get all of them.
         let document = std::sync::Arc::new(conversions::openapi::IngestDoc::openapi());
         let router = Router::new()
-            .route("/", get(click::by_query))
-            .route("/r/{code}", get(click::by_path))
-            .with_state(click_state)
             .merge(reftrack_common::http::traced(
                 Router::new()
                     .route("/v1/conversions", post(conversions::accept_one))
@@ -151,7 +148,8 @@ impl App {
                 get(move || std::future::ready(axum::Json(document.clone()))),
             );
         Ok(Self {
-            server: Server::new(router, ops_router(readiness, metrics), &config.http),
+            server: Server::new(router, ops_router(readiness, metrics), &config.http)
+                .with_fast_path(click_state),
             clicks,
             conversions,
             refresher,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::http::{HeaderMap, Method};
+use axum::http::{HeaderMap, HeaderName, Method};
 use hmac::{Hmac, Mac};
 use reftrack_common::config::reveal;
 use secrecy::SecretString;
@@ -59,17 +59,21 @@ impl Default for BotDetector {
 
 /// A request a browser made ahead of the user (HEAD, or a prefetch/preview hint).
 pub fn is_prefetch(method: &Method, headers: &HeaderMap) -> bool {
-    let says = |name: &str, word: &str| {
+    const SEC_PURPOSE: HeaderName = HeaderName::from_static("sec-purpose");
+    const PURPOSE: HeaderName = HeaderName::from_static("purpose");
+    const X_MOZ: HeaderName = HeaderName::from_static("x-moz");
+    const X_PURPOSE: HeaderName = HeaderName::from_static("x-purpose");
+    let says = |name: HeaderName, word: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains(word))
     };
     method == Method::HEAD
-        || says("sec-purpose", "prefetch")
-        || says("purpose", "prefetch")
-        || says("x-moz", "prefetch")
-        || says("x-purpose", "preview")
+        || says(SEC_PURPOSE, "prefetch")
+        || says(PURPOSE, "prefetch")
+        || says(X_MOZ, "prefetch")
+        || says(X_PURPOSE, "preview")
 }
 
 const DAY_MS: i64 = 86_400_000;

@@ -124,6 +124,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
         eprintln!("  time in {sink}: {seconds:.2} s");
     }
 
+    stack.wait_for_quiet_clickhouse().await?;
     eprintln!("plain insert of the same rows");
     let plain_insert_seconds = plain_insert(args, stack, &generated).await?;
     let aggregator_events_per_sec = args.events as f64 / aggregator_seconds;

@@ -119,6 +119,7 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
 
     let mut rows = Vec::new();
     for cache_secs in [0, 30] {
+        stack.wait_for_quiet_clickhouse().await?;
         let addr = free_addr()?;
         let env: Vec<(&str, String)> = [
             ("API_ADDR", addr.to_string()),

@@ -138,6 +138,7 @@ async fn pipeline_command(
     stack: &stack::StackArgs,
 ) -> anyhow::Result<pipeline::Report> {
     let stack = stack::Stack::prepare(stack, &unique_name("run")).await?;
+    stack.wait_for_quiet_clickhouse().await?;
     let report = pipeline::run(args, &stack).await;
     stack.discard().await?;
     report
@@ -157,6 +158,7 @@ async fn bench_aggregator_command(
     stack: &stack::StackArgs,
 ) -> anyhow::Result<bench_aggregator::Figures> {
     let stack = stack::Stack::prepare(stack, &unique_name("bench_agg")).await?;
+    stack.wait_for_quiet_clickhouse().await?;
     let figures = bench_aggregator::run(args, &stack).await;
     stack.discard().await?;
     figures

@@ -48,6 +48,34 @@ impl Stack {
         Ok(id)
     }
 
+    /// Waits (two minutes at most) until ClickHouse runs no other query and no merge: an
+    /// earlier phase's work still running (uncached api answers queued beyond what
+    /// ClickHouse serves, merges of a million rows just written) would otherwise be
+    /// measured as the next phase's cost.
+    pub async fn wait_for_quiet_clickhouse(&self) -> anyhow::Result<()> {
+        // The run's database may not exist yet: ask from `default`.
+        let client = self.args.clickhouse.client().with_database("default");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let busy: u64 = client
+                .query(
+                    "SELECT (SELECT count() FROM system.processes WHERE query NOT LIKE '%system.processes%')
+                          + (SELECT count() FROM system.merges)",
+                )
+                .fetch_one()
+                .await
+                .context("ask ClickHouse what it is running")?;
+            if busy == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                eprintln!("  ClickHouse still busy ({busy} queries and merges); measuring anyway");
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+
     /// Drops this run's Postgres schema, ClickHouse databases (`name`, and `name_plain`
     /// that bench-aggregator compares against) and Redis keys, for runs whose names are
     /// used once. (Left behind, a million-click run's verdict keys would make the next

@@ -16,7 +16,8 @@ use uuid::Uuid;
 #[derive(Debug, Default)]
 pub struct Copies {
     window: usize,
-    partitions: HashMap<i32, Recent>,
+    /// Looked up once or twice per click: foldhash, not SipHash (no untrusted keys).
+    partitions: HashMap<i32, Recent, foldhash::fast::RandomState>,
 }
 
 #[derive(Debug, Default)]
@@ -29,7 +30,7 @@ impl Copies {
     pub fn new(window: usize) -> Self {
         Self {
             window,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
         }
     }
 

@@ -100,7 +100,7 @@ async fn a_click_redirects_with_a_cookie_and_records_every_field() {
     assert_eq!(events[1].referer, None);
     assert_eq!(events[1].country, None);
     // Nothing in the event can hold the raw IP.
-    let raw = String::from_utf8(first.encode()).unwrap();
+    let raw = String::from_utf8_lossy(&first.encode()).into_owned();
     assert!(!raw.contains("127.0.0.1"), "{raw}");
 }
 
@@ -248,6 +248,55 @@ async fn a_bare_visit_goes_to_the_landing_page_without_an_event() {
     assert_eq!(
         response.headers()["location"],
         format!("{LANDING}?utm_source=x").as_str()
+    );
+}
+
+/// The click routes are answered before routing: what the router would have answered
+/// for other methods and paths, and the request metrics, must stay as they were.
+#[tokio::test]
+async fn the_click_routes_refuse_other_methods_decode_the_code_and_are_counted() {
+    let stack = TestStack::new().await.unwrap();
+    affiliate(&stack, "ABC123").await;
+    let server = spawn(&config(&stack)).await;
+
+    for path in ["/?ref=ABC123", "/r/ABC123"] {
+        let refused = http().post(server.url(path)).send().await.unwrap();
+        assert_eq!(refused.status(), 405, "{path}");
+        assert_eq!(refused.headers()["allow"], "GET, HEAD");
+    }
+    for path in ["/r/", "/r/ABC123/more", "/r/%FF"] {
+        let status = http().get(server.url(path)).send().await.unwrap().status();
+        assert_eq!(status, 404, "{path}");
+    }
+    let encoded = http()
+        .get(server.url("/r/AB%43123"))
+        .header("user-agent", FIREFOX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(encoded.status(), 302);
+    assert!(
+        cookie_value(&encoded).starts_with("ABC123."),
+        "the code is decoded"
+    );
+    let events = clicks(&stack, 1).await;
+    assert_eq!(events[0].code, "ABC123");
+
+    let metrics = server.metrics().await;
+    let counted = |route: &str, method: &str, status: u16| {
+        metrics.lines().any(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains(&format!(r#"route="{route}""#))
+                && l.contains(&format!(r#"method="{method}""#))
+                && l.contains(&format!(r#"status="{status}""#))
+        })
+    };
+    assert!(counted("/r/{code}", "GET", 302), "{metrics}");
+    assert!(counted("/r/{code}", "POST", 405), "{metrics}");
+    assert!(counted("/", "POST", 405), "{metrics}");
+    assert!(
+        metrics.contains(r#"http_request_duration_seconds_count{route="/r/{code}"}"#),
+        "{metrics}"
     );
 }
 
