@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -54,8 +54,9 @@ pub enum Rewind {
 pub struct Record {
     pub partition: i32,
     pub offset: i64,
-    /// Shared, so that the batch stages hand records on without copying them.
-    pub payload: bytes::Bytes,
+    /// Shared, so that the batch stages hand records on without copying them (an `Arc`:
+    /// a clone is a count, where a `Bytes` made from a copy allocates on its first clone).
+    pub payload: std::sync::Arc<[u8]>,
     /// Sent again by ingest (from its spill): the broker may hold it twice.
     pub resent: bool,
 }
@@ -245,8 +246,9 @@ impl TopicConsumer {
     }
 
     /// Waits for a first message (at most `idle_after`, if given), then collects until
-    /// `max` messages or `wait` has passed. (`recv` hands a message over only when its
-    /// future completes, so abandoning a wait loses nothing.)
+    /// `max` messages or `wait` has passed. (A message is handed over only when its
+    /// future completes, so abandoning a wait loses nothing.) One message stream serves
+    /// the whole batch: `recv` would register and drop a waker per message.
     pub async fn next_batch(
         &self,
         max: usize,
@@ -254,6 +256,7 @@ impl TopicConsumer {
         idle_after: Option<Duration>,
         cancel: &CancellationToken,
     ) -> Polled {
+        let mut messages = self.consumer.stream();
         let idle = async {
             match idle_after {
                 Some(after) => tokio::time::sleep(after).await,
@@ -263,7 +266,7 @@ impl TopicConsumer {
         let first = tokio::select! {
             () = cancel.cancelled() => return Polled::Cancelled,
             () = idle => return Polled::Idle,
-            record = self.recv() => record,
+            record = self.next_record(&mut messages) => record,
         };
         let mut batch = Vec::with_capacity(max.min(100_000));
         batch.push(first);
@@ -271,11 +274,11 @@ impl TopicConsumer {
         while batch.len() < max {
             // A message already fetched is taken without arming a timer: while
             // draining a backlog, a timer per message costs more than the message.
-            if let Some(record) = self.recv().now_or_never() {
+            if let Some(record) = self.next_record(&mut messages).now_or_never() {
                 batch.push(record);
                 continue;
             }
-            match tokio::time::timeout_at(deadline, self.recv()).await {
+            match tokio::time::timeout_at(deadline, self.next_record(&mut messages)).await {
                 Ok(record) => batch.push(record),
                 Err(_) => break,
             }
@@ -286,16 +289,14 @@ impl TopicConsumer {
     }
 
     /// The next message; transient consumer errors are logged and retried.
-    async fn recv(&self) -> Record {
+    async fn next_record(&self, messages: &mut MessageStream<'_, GroupContext>) -> Record {
         loop {
-            match self.consumer.recv().await {
-                Ok(message) => {
+            match messages.next().await {
+                Some(Ok(message)) => {
                     return Record {
                         partition: message.partition(),
                         offset: message.offset(),
-                        payload: bytes::Bytes::copy_from_slice(
-                            message.payload().unwrap_or_default(),
-                        ),
+                        payload: message.payload().unwrap_or_default().into(),
                         resent: message.headers().is_some_and(|headers| {
                             headers
                                 .iter()
@@ -303,11 +304,13 @@ impl TopicConsumer {
                         }),
                     };
                 }
-                Err(err) => {
+                Some(Err(err)) => {
                     tracing::warn!(topic = %self.topic, %err, "Kafka consume error");
                     self.suspect.store(true, Ordering::Release);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
+                // The stream of a live consumer never ends.
+                None => std::future::pending().await,
             }
         }
     }

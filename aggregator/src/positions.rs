@@ -128,13 +128,22 @@ impl Positions {
 
     /// The items of `batch` that `sink` has not applied yet, in order.
     pub fn missing_from<'a, T: FromMessage>(&self, sink: Sink, batch: &'a [T]) -> Vec<&'a T> {
+        // A batch holds long runs of one partition: its position is looked up once a run.
+        let mut run: Option<(i32, i64)> = None;
         batch
             .iter()
             .filter(|item| {
                 let record = item.record();
-                let next = match sink {
-                    Sink::Postgres => self.postgres_next(record.partition),
-                    Sink::ClickHouse => self.clickhouse_next(record.partition),
+                let next = match run {
+                    Some((partition, next)) if partition == record.partition => next,
+                    _ => {
+                        let next = match sink {
+                            Sink::Postgres => self.postgres_next(record.partition),
+                            Sink::ClickHouse => self.clickhouse_next(record.partition),
+                        };
+                        run = Some((record.partition, next));
+                        next
+                    }
                 };
                 record.offset >= next
             })

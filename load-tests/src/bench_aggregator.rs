@@ -123,10 +123,21 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
             .sum();
         eprintln!("  time in {sink}: {seconds:.2} s");
     }
+    let batches = reftrack_testkit::metric(&exposition, "aggregator_batch_size_count");
+    eprintln!(
+        "  batches: {batches:.0}, {:.0} events each",
+        reftrack_testkit::metric(&exposition, "aggregator_batch_size_sum") / batches.max(1.0)
+    );
 
     stack.wait_for_quiet_clickhouse().await?;
     eprintln!("plain insert of the same rows");
+    let clickhouse = pid_listening_on(8123);
+    let clickhouse_before = clickhouse.map(cpu_time).unwrap_or_default();
     let plain_insert_seconds = plain_insert(args, stack, &generated).await?;
+    if let Some(pid) = clickhouse {
+        let used = cpu_time(pid).saturating_sub(clickhouse_before);
+        eprintln!("  CPU of clickhouse: {:.2} s", used.as_secs_f64());
+    }
     let aggregator_events_per_sec = args.events as f64 / aggregator_seconds;
     let plain_insert_rows_per_sec = args.events as f64 / plain_insert_seconds;
     Ok(Figures {

@@ -8,6 +8,7 @@
 //! is never its own copy. Clicks ingest re-sent from its spill (marked with a header) may
 //! copy one from long before: they are also looked up in ClickHouse.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use clickhouse::Client;
@@ -20,7 +21,7 @@ pub struct Copies {
     partitions: HashMap<i32, Recent, foldhash::fast::RandomState>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Recent {
     first_seen: HashMap<Uuid, i64, foldhash::fast::RandomState>,
     order: VecDeque<(i64, Uuid)>,
@@ -46,20 +47,32 @@ impl Copies {
     /// Whether the click `id` at `offset` copies one first seen at another offset;
     /// otherwise remembers it.
     pub fn is_copy(&mut self, partition: i32, id: Uuid, offset: i64) -> bool {
-        let recent = self.partitions.entry(partition).or_default();
-        if let Some(&first) = recent.first_seen.get(&id) {
-            return first != offset;
-        }
-        recent.first_seen.insert(id, offset);
+        let window = self.window;
+        let recent = self.recent(partition);
+        match recent.first_seen.entry(id) {
+            Entry::Occupied(first) => return *first.get() != offset,
+            Entry::Vacant(vacant) => vacant.insert(offset),
+        };
         recent.order.push_back((offset, id));
-        while recent.order.len() > self.window {
+        while recent.order.len() > window {
             if let Some((offset, id)) = recent.order.pop_front()
-                && recent.first_seen.get(&id) == Some(&offset)
+                && let Entry::Occupied(first) = recent.first_seen.entry(id)
+                && *first.get() == offset
             {
-                recent.first_seen.remove(&id);
+                first.remove();
             }
         }
         false
+    }
+
+    /// Sized for the whole window at once: a partition fills it within minutes, and
+    /// growing by doubling rehashes (and faults in fresh pages) along the way.
+    fn recent(&mut self, partition: i32) -> &mut Recent {
+        let window = self.window;
+        self.partitions.entry(partition).or_insert_with(|| Recent {
+            first_seen: HashMap::with_capacity_and_hasher(window, Default::default()),
+            order: VecDeque::with_capacity(window + 1),
+        })
     }
 
     /// Remembers the clicks ClickHouse holds just below `next` in `partition`.
@@ -89,7 +102,7 @@ impl Copies {
             .into_iter()
             .map(|r| (r.event_id, r.kafka_offset))
             .collect();
-        self.partitions.entry(partition).or_default();
+        self.recent(partition);
         for (id, offset) in rows {
             if !id.is_nil() {
                 self.is_copy(partition, id, offset as i64);
