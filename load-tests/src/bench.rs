@@ -13,7 +13,7 @@ pub struct Args {
     /// Seconds of each measured ingest and bare-axum run.
     #[arg(long, default_value_t = 10)]
     pub ingest_seconds: u64,
-    /// Interleaved peak runs per server in the ingest benchmark.
+    /// Interleaved runs per server in the ingest benchmark, at peak and at half rate.
     #[arg(long, default_value_t = 3)]
     pub ingest_rounds: usize,
     /// Click events the aggregator drains (and ClickHouse takes as a plain insert).

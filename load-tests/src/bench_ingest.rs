@@ -29,7 +29,8 @@ pub struct Args {
     /// Seconds of warm-up before each server's runs.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
-    /// Peak runs per server, interleaved (bare, ingest, bare, ...); medians are reported.
+    /// Peak runs, then half-rate runs, per server, interleaved (bare, ingest, bare, ...);
+    /// medians are reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
 }
@@ -120,18 +121,23 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
     let ingest_peak = median(ingest_runs);
 
     let half = ingest_peak.rps() / 2.0;
-    eprintln!("both at {half:.0} req/s (half of ingest's peak)");
-    let (bare_half, bare_cpu) = with_cpu(
-        &[bare.pid()],
-        load::run(&measure(bare.addr, Some(half), args.duration)),
-    )
-    .await?;
     let broker = pid_listening_on(broker_port(&stack.args.kafka.brokers)).unwrap_or(0);
-    let (ingest_half, cpu) = with_cpu(
-        &[ingest.pid(), broker],
-        load::run(&measure(ingest.addr, Some(half), args.duration)),
-    )
-    .await?;
+    let (mut bare_half, mut ingest_half) = (HalfRate::default(), HalfRate::default());
+    for round in 1..=args.rounds.max(1) {
+        eprintln!("round {round}: both at {half:.0} req/s (half of ingest's peak)");
+        let (outcome, cpu) = with_cpu(
+            &[bare.pid()],
+            load::run(&measure(bare.addr, Some(half), args.duration)),
+        )
+        .await?;
+        bare_half.add(outcome, &cpu);
+        let (outcome, cpu) = with_cpu(
+            &[ingest.pid(), broker],
+            load::run(&measure(ingest.addr, Some(half), args.duration)),
+        )
+        .await?;
+        ingest_half.add(outcome, &cpu);
+    }
 
     // Give the producer a moment to hear back from the broker, then read its counters.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -140,8 +146,10 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
     drop(bare);
     let _ = std::fs::remove_dir_all(spill_dir);
 
-    let non_302 = [&bare_peak, &ingest_peak, &bare_half, &ingest_half]
-        .iter()
+    let non_302 = [&bare_peak, &ingest_peak]
+        .into_iter()
+        .chain(&bare_half.runs)
+        .chain(&ingest_half.runs)
         .map(|o| {
             o.errors()
                 + o.by_status
@@ -160,18 +168,50 @@ pub async fn run(args: &Args, stack: &Stack) -> anyhow::Result<Figures> {
         ingest_p99_ms: ingest_peak.quantile_ms(0.99),
         ratio: ingest_peak.rps() / bare_peak.rps(),
         half_rate_rps: half,
-        bare_half_p50_ms: bare_half.quantile_ms(0.5),
-        bare_half_p99_ms: bare_half.quantile_ms(0.99),
-        ingest_half_p50_ms: ingest_half.quantile_ms(0.5),
-        ingest_half_p99_ms: ingest_half.quantile_ms(0.99),
+        bare_half_p50_ms: bare_half.median_ms(0.5),
+        bare_half_p99_ms: bare_half.median_ms(0.99),
+        ingest_half_p50_ms: ingest_half.median_ms(0.5),
+        ingest_half_p99_ms: ingest_half.median_ms(0.99),
         ingest_rss_peak_mib: rss_peak as f64 / (1024.0 * 1024.0),
-        bare_cpu_us: per_request_us(bare_cpu[0], &bare_half),
-        ingest_cpu_us: per_request_us(cpu[0], &ingest_half),
-        broker_cpu_us: per_request_us(cpu[1], &ingest_half),
+        bare_cpu_us: bare_half.cpu_us(0),
+        ingest_cpu_us: ingest_half.cpu_us(0),
+        broker_cpu_us: ingest_half.cpu_us(1),
         events_produced: after.0 - before.0,
         events_spilled: after.1 - before.1,
         non_302,
     })
+}
+
+/// One server's paced runs at half rate: each run's latencies, and the CPU per process
+/// over all of them.
+#[derive(Default)]
+struct HalfRate {
+    runs: Vec<Outcome>,
+    cpu: Vec<Duration>,
+}
+
+impl HalfRate {
+    fn add(&mut self, outcome: Outcome, cpu: &[Duration]) {
+        self.cpu.resize(cpu.len(), Duration::ZERO);
+        for (total, used) in self.cpu.iter_mut().zip(cpu) {
+            *total += *used;
+        }
+        self.runs.push(outcome);
+    }
+
+    /// The median over the runs of quantile `q`: a run's tail is the one figure here
+    /// that a stray stall of the shared machine moves by milliseconds.
+    fn median_ms(&self, q: f64) -> f64 {
+        let mut values: Vec<f64> = self.runs.iter().map(|r| r.quantile_ms(q)).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    }
+
+    /// CPU microseconds of process `index` per request answered.
+    fn cpu_us(&self, index: usize) -> f64 {
+        let requests: u64 = self.runs.iter().map(|r| r.requests).sum();
+        self.cpu[index].as_secs_f64() * 1e6 / requests.max(1) as f64
+    }
 }
 
 /// Runs `work` and returns its result with the CPU time each of `pids` used meanwhile.
@@ -187,10 +227,6 @@ where
         .map(|(p, b)| cpu_time(*p).saturating_sub(b))
         .collect();
     Ok((outcome, used))
-}
-
-fn per_request_us(cpu: Duration, outcome: &Outcome) -> f64 {
-    cpu.as_secs_f64() * 1e6 / outcome.requests.max(1) as f64
 }
 
 pub fn broker_port(brokers: &str) -> u16 {
@@ -223,7 +259,7 @@ fn ingest_metrics(ingest: &Process) -> (f64, f64) {
 pub fn print(args: &Args, f: &Figures) {
     println!();
     println!(
-        "ingest redirect benchmark — {} connections, {} s per run, median of {} interleaved peak runs, one machine",
+        "ingest redirect benchmark — {} connections, {} s per run, medians of {} interleaved runs at peak and at half rate, one machine",
         args.connections, args.duration, args.rounds
     );
     println!("{:<28} {:>10} {:>9} {:>9}", "", "req/s", "p50 ms", "p99 ms");
