@@ -65,10 +65,11 @@ impl Copies {
         false
     }
 
-    /// Sized for the whole window at once: a partition fills it within minutes, and
-    /// growing by doubling rehashes (and faults in fresh pages) along the way.
+    /// Sized for the window (up to a million clicks) at once: a busy partition fills it
+    /// within minutes, and growing by doubling rehashes (and faults in fresh pages).
     fn recent(&mut self, partition: i32) -> &mut Recent {
-        let window = self.window;
+        const PRESIZED_AT_MOST: usize = 1 << 20;
+        let window = self.window.min(PRESIZED_AT_MOST);
         self.partitions.entry(partition).or_insert_with(|| Recent {
             first_seen: HashMap::with_capacity_and_hasher(window, Default::default()),
             order: VecDeque::with_capacity(window + 1),
