@@ -1,9 +1,10 @@
 //! The loop both topics run. Batches overlap in three stages: while batch N is written to
 //! the sinks, batch N+1 is prepared (checked for continuity, decoded, and given its
-//! verdicts) and then batch N+2 fetched. A batch is never skipped: a failing sink is retried with backoff, and a
-//! fenced batch (another instance moved a partition's progress) is retried against
-//! fresh positions, which skips what is already applied. After each write, Kafka is
-//! told where the sinks stand (a hint for the next fetch, never trusted).
+//! verdicts) and then batch N+2 fetched. A batch is never skipped: a failing sink is
+//! retried with backoff, and a fenced batch (another instance moved a partition's
+//! progress) is retried against fresh positions, which skips what is already applied.
+//! After each write, Kafka is told where the sinks stand (a hint for the next fetch,
+//! never trusted).
 //!
 //! Before records of a partition are applied or skipped, the partition's log is checked
 //! to be the one the positions came from (once per assignment, after any broker trouble,
