@@ -3,6 +3,7 @@
 mod crash;
 mod epochs;
 mod ops;
+mod outage;
 mod parked;
 mod pipeline;
 mod privacy;
