@@ -152,17 +152,26 @@ async fn deliveries_are_signed_by_the_standard_and_retried_after_errors_and_time
     let ids: BTreeSet<&str> = received.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 2, "two messages, four requests: {received:#?}");
 
-    // The delivery log shows every attempt.
-    let (status, log) = api
-        .call("GET", &format!("{path}deliveries/"), Some(&admin), None)
-        .await;
-    assert_eq!(status, 200, "{log}");
+    // The delivery log shows every attempt, once the sender has written down the answers
+    // the receiver already gave.
+    let log_path = format!("{path}deliveries/");
+    let read_log = || async {
+        let (status, log) = api.call("GET", &log_path, Some(&admin), None).await;
+        assert_eq!(status, 200, "{log}");
+        log
+    };
+    let all_delivered = |log: &Value| {
+        log["data"]["results"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2 && d.iter().all(|d| d["status"] == "delivered"))
+    };
+    let settled = wait::until(Duration::from_secs(30), "deliveries recorded", || async {
+        all_delivered(&read_log().await)
+    })
+    .await;
+    let log = read_log().await;
+    assert!(settled.is_ok(), "{log}");
     let deliveries = log["data"]["results"].as_array().unwrap();
-    assert_eq!(deliveries.len(), 2, "{log}");
-    assert!(
-        deliveries.iter().all(|d| d["status"] == "delivered"),
-        "{log}"
-    );
     let attempts: Vec<&Value> = deliveries
         .iter()
         .flat_map(|d| d["attempts"].as_array().unwrap())
