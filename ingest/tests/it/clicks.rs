@@ -5,7 +5,7 @@ use reftrack_events::click::parse_click_id;
 use reftrack_events::{ClickMethod, ClickVerdict};
 use reftrack_testkit::{TestStack, wait};
 
-use crate::{FIREFOX, LANDING, affiliate, clicks, config, http, spawn};
+use crate::{FIREFOX, LANDING, affiliate, browser_get, clicks, config, http, spawn};
 
 fn cookie_click_id(response: &reqwest::Response) -> Option<uuid::Uuid> {
     parse_click_id(&cookie_value(response)).map(|(_, id)| id)
@@ -29,14 +29,13 @@ async fn a_click_redirects_with_a_cookie_and_records_every_field() {
     let server = spawn(&config(&stack)).await;
     let started = chrono::Utc::now().timestamp_millis();
 
-    let response = http()
-        .get(server.url("/?ref=abc123&utm_source=news&utm_campaign=fall%20sale&x"))
-        .header("user-agent", FIREFOX)
-        .header("referer", "https://news.example/post")
-        .header("cf-ipcountry", "de")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        browser_get(server.url("/?ref=abc123&utm_source=news&utm_campaign=fall%20sale&x"))
+            .header("referer", "https://news.example/post")
+            .header("cf-ipcountry", "de")
+            .send()
+            .await
+            .unwrap();
     assert_eq!(response.status(), 302);
     assert_eq!(response.headers()["cache-control"], "no-store");
     let cookie = response.headers()["set-cookie"]
@@ -59,9 +58,7 @@ async fn a_click_redirects_with_a_cookie_and_records_every_field() {
     );
     let click_id = cookie_click_id(&response).unwrap();
 
-    let by_path = http()
-        .get(server.url("/r/ABC123?utm_medium=mail"))
-        .header("user-agent", FIREFOX)
+    let by_path = browser_get(server.url("/r/ABC123?utm_medium=mail"))
         .send()
         .await
         .unwrap();
@@ -114,9 +111,7 @@ async fn last_click_replaces_the_cookie_and_first_click_keeps_it() {
     last.attribution_policy = AttributionPolicy::LastClick;
     last.cookie_domain = Some("product.example".into());
     let server = spawn(&last).await;
-    let response = http()
-        .get(server.url("/?ref=NEWER"))
-        .header("user-agent", FIREFOX)
+    let response = browser_get(server.url("/?ref=NEWER"))
         .header("cookie", existing)
         .send()
         .await
@@ -130,9 +125,7 @@ async fn last_click_replaces_the_cookie_and_first_click_keeps_it() {
     first.attribution_policy = AttributionPolicy::FirstClick;
     first.attribution_window_days = 30;
     let server = spawn(&first).await;
-    let kept = http()
-        .get(server.url("/?ref=NEWER"))
-        .header("user-agent", FIREFOX)
+    let kept = browser_get(server.url("/?ref=NEWER"))
         .header("cookie", format!("theme=dark; {existing}"))
         .send()
         .await
@@ -142,9 +135,7 @@ async fn last_click_replaces_the_cookie_and_first_click_keeps_it() {
         kept.headers().get("set-cookie").is_none(),
         "first click keeps the cookie"
     );
-    let fresh = http()
-        .get(server.url("/?ref=NEWER"))
-        .header("user-agent", FIREFOX)
+    let fresh = browser_get(server.url("/?ref=NEWER"))
         .header("cookie", "rt_ref=garbage")
         .send()
         .await
@@ -268,12 +259,7 @@ async fn the_click_routes_refuse_other_methods_decode_the_code_and_are_counted()
         let status = http().get(server.url(path)).send().await.unwrap().status();
         assert_eq!(status, 404, "{path}");
     }
-    let encoded = http()
-        .get(server.url("/r/AB%43123"))
-        .header("user-agent", FIREFOX)
-        .send()
-        .await
-        .unwrap();
+    let encoded = browser_get(server.url("/r/AB%43123")).send().await.unwrap();
     assert_eq!(encoded.status(), 302);
     assert!(
         cookie_value(&encoded).starts_with("ABC123."),
@@ -304,12 +290,7 @@ async fn the_click_routes_refuse_other_methods_decode_the_code_and_are_counted()
 async fn a_new_affiliate_is_attributable_without_a_restart() {
     let stack = TestStack::new().await.unwrap();
     let server = spawn(&config(&stack)).await;
-    let before = http()
-        .get(server.url("/?ref=LATER"))
-        .header("user-agent", FIREFOX)
-        .send()
-        .await
-        .unwrap();
+    let before = browser_get(server.url("/?ref=LATER")).send().await.unwrap();
     assert!(before.headers().get("set-cookie").is_none());
     affiliate(&stack, "LATER").await;
     // NOTIFY reaches the directory promptly, but not at once.
@@ -317,9 +298,7 @@ async fn a_new_affiliate_is_attributable_without_a_restart() {
         Duration::from_secs(30),
         "the new code became attributable",
         || async {
-            http()
-                .get(server.url("/?ref=LATER"))
-                .header("user-agent", FIREFOX)
+            browser_get(server.url("/?ref=LATER"))
                 .send()
                 .await
                 .is_ok_and(|r| r.headers().get("set-cookie").is_some())
@@ -341,9 +320,7 @@ async fn visitors_behind(trusted: &str, forwarded: &[&str]) -> Vec<u64> {
         .collect();
     let server = spawn(&config).await;
     for xff in forwarded {
-        let response = http()
-            .get(server.url("/?ref=PROXY1"))
-            .header("user-agent", FIREFOX)
+        let response = browser_get(server.url("/?ref=PROXY1"))
             .header("x-forwarded-for", *xff)
             .send()
             .await

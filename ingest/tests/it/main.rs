@@ -42,6 +42,11 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// A GET as a browser sends it: Firefox's user agent, so the click is not judged a bot.
+pub fn browser_get(url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+    http().get(url).header("user-agent", FIREFOX)
+}
+
 /// An approved, active affiliate with `code`; returns its id.
 pub async fn affiliate(stack: &TestStack, code: &str) -> i64 {
     reftrack_testkit::fixtures::affiliate(&stack.pool, code, "10").await

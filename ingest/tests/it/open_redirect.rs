@@ -4,7 +4,7 @@
 use reftrack_testkit::TestStack;
 use url::Url;
 
-use crate::{FIREFOX, affiliate, config, http, spawn};
+use crate::{affiliate, browser_get, config, spawn};
 
 const EVIL_HOSTS: &[&str] = &[
     "evil.example",
@@ -103,9 +103,7 @@ async fn hundreds_of_open_redirect_payloads_never_leave_the_allowlist() {
     let mut followed = 0;
     for payload in &payloads {
         let to: String = url::form_urlencoded::byte_serialize(payload.as_bytes()).collect();
-        let response = http()
-            .get(server.url(&format!("/?ref=SAFE&to={to}&utm_source=t")))
-            .header("user-agent", FIREFOX)
+        let response = browser_get(server.url(&format!("/?ref=SAFE&to={to}&utm_source=t")))
             .send()
             .await
             .unwrap();
@@ -145,9 +143,7 @@ async fn hundreds_of_open_redirect_payloads_never_leave_the_allowlist() {
         "{followed} followed"
     );
 
-    let good = http()
-        .get(server.url("/?ref=SAFE&to=https%3A%2F%2Fdocs.product.example%2Fguide"))
-        .header("user-agent", FIREFOX)
+    let good = browser_get(server.url("/?ref=SAFE&to=https%3A%2F%2Fdocs.product.example%2Fguide"))
         .send()
         .await
         .unwrap();
