@@ -5,13 +5,12 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use reftrack_events::ClickVerdict;
 use reftrack_testkit::kafka::PrivateBroker;
 use reftrack_testkit::{TestStack, metric, wait};
 use rust_decimal::Decimal;
 use serde_json::json;
 
-use crate::{Producer, affiliate, click, config, conversion, rollup, spawn};
+use crate::{Producer, affiliate, config, conversion, rollup, spawn};
 
 /// Clicks for visitors `from..to`, and a purchase of `amount`.
 async fn traffic(
@@ -22,12 +21,9 @@ async fn traffic(
     to: u64,
     amount: &str,
 ) {
-    for visitor in from..to {
-        let payload = click("EPOCH", Some(id), visitor, Utc::now(), ClickVerdict::Valid);
-        producer
-            .send(&config.kafka.clicks_topic, "EPOCH", &payload)
-            .await;
-    }
+    producer
+        .send_valid_clicks(&config.kafka.clicks_topic, "EPOCH", id, from..to)
+        .await;
     let (key, payload) = conversion(json!({
         "event_id": format!("p-{to}"), "type": "purchase", "amount": amount, "currency": "USD",
         "user_id": 7, "referral_code": "EPOCH", "method": "email",

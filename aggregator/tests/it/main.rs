@@ -9,6 +9,7 @@ mod pipeline;
 mod privacy;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -106,6 +107,26 @@ impl Producer {
         self.deliver(topic, partition, record).await;
     }
 
+    /// A valid click on `code` (of `affiliate`), now, from each visitor in `visitors`.
+    pub async fn send_valid_clicks(
+        &self,
+        topic: &str,
+        code: &str,
+        affiliate: i64,
+        visitors: Range<u64>,
+    ) {
+        for visitor in visitors {
+            let payload = click(
+                code,
+                Some(affiliate),
+                visitor,
+                Utc::now(),
+                ClickVerdict::Valid,
+            );
+            self.send(topic, code, &payload).await;
+        }
+    }
+
     async fn deliver(&self, topic: &str, partition: i32, record: FutureRecord<'_, str, [u8]>) {
         self.producer
             .send(record, Duration::from_secs(30))
@@ -185,6 +206,15 @@ pub async fn behind(stack: &TestStack, ends: &Ends) -> i64 {
             end - at_pg.min(at_ch)
         })
         .sum()
+}
+
+/// The affiliate's linkClicked count, as Postgres holds it.
+pub async fn link_clicked(stack: &TestStack, affiliate: i64) -> i64 {
+    sqlx::query_scalar("SELECT link_clicked FROM affiliate_totals WHERE affiliate_id = $1")
+        .bind(affiliate)
+        .fetch_one(&stack.pool)
+        .await
+        .unwrap()
 }
 
 /// Rollup stats of one affiliate, over two days either side of today.

@@ -5,13 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::Utc;
-use reftrack_events::ClickVerdict;
 use reftrack_testkit::TestStack;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::{Producer, affiliate, behind, click, config, drained, rollup, spawn};
+use crate::{Producer, affiliate, behind, config, drained, link_clicked, rollup, spawn};
 
 /// A TCP relay to a store that the test can take down (connections refused, open ones
 /// cut) and bring back on the same port.
@@ -80,21 +78,13 @@ async fn clickhouse_away_mid_stream_then_back_loses_and_doubles_nothing() {
     let server = spawn(&config).await;
     let producer = Producer::new(&stack);
     let topic = &stack.kafka.clicks_topic;
-    let send_visitors = |visitors: std::ops::Range<u64>| {
-        let producer = &producer;
-        async move {
-            for visitor in visitors {
-                let payload = click("AWAY", Some(id), visitor, Utc::now(), ClickVerdict::Valid);
-                producer.send(topic, "AWAY", &payload).await;
-            }
-        }
-    };
-
-    send_visitors(0..300).await;
+    producer.send_valid_clicks(topic, "AWAY", id, 0..300).await;
     drained(&stack, &producer.ends()).await;
 
     relay.take_down();
-    send_visitors(300..600).await;
+    producer
+        .send_valid_clicks(topic, "AWAY", id, 300..600)
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
         behind(&stack, &producer.ends()).await > 0,
@@ -106,12 +96,7 @@ async fn clickhouse_away_mid_stream_then_back_loses_and_doubles_nothing() {
     let stats = rollup(&stack, id).await;
     assert_eq!(stats.raw_clicks, 600);
     assert_eq!(stats.valid_clicks, 600);
-    let link_clicked: i64 =
-        sqlx::query_scalar("SELECT link_clicked FROM affiliate_totals WHERE affiliate_id = $1")
-            .bind(id)
-            .fetch_one(&stack.pool)
-            .await
-            .unwrap();
+    let link_clicked = link_clicked(&stack, id).await;
     assert_eq!(link_clicked, 600, "Postgres took each click once");
     server.stop().await.unwrap();
 }

@@ -5,7 +5,7 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::json;
 
-use crate::{Producer, affiliate, click, config, conversion, drained, rollup, spawn};
+use crate::{Producer, affiliate, click, config, conversion, drained, link_clicked, rollup, spawn};
 
 #[tokio::test]
 async fn clicks_are_counted_with_their_final_verdicts() {
@@ -53,12 +53,7 @@ async fn clicks_are_counted_with_their_final_verdicts() {
     assert_eq!(stats.rate_limited_clicks, 5);
     assert_eq!((stats.bot_clicks, stats.prefetch_clicks), (1, 1));
     assert_eq!(rollup(&stack, 0).await.unknown_code_clicks, 1);
-    let link_clicked: i64 =
-        sqlx::query_scalar("SELECT link_clicked FROM affiliate_totals WHERE affiliate_id = $1")
-            .bind(id)
-            .fetch_one(&stack.pool)
-            .await
-            .unwrap();
+    let link_clicked = link_clicked(&stack, id).await;
     assert_eq!(link_clicked, 4, "linkClicked counts valid clicks");
     server.stop().await.unwrap();
 }
@@ -337,12 +332,9 @@ async fn a_restart_resumes_from_the_sinks_without_recounting() {
     let stack = TestStack::new().await.unwrap();
     let id = affiliate(&stack, "AGAIN", "10").await;
     let producer = Producer::new(&stack);
-    for visitor in 0..50 {
-        let payload = click("AGAIN", Some(id), visitor, Utc::now(), ClickVerdict::Valid);
-        producer
-            .send(&stack.kafka.clicks_topic, "AGAIN", &payload)
-            .await;
-    }
+    producer
+        .send_valid_clicks(&stack.kafka.clicks_topic, "AGAIN", id, 0..50)
+        .await;
     let config = config(&stack);
     let first = spawn(&config).await;
     drained(&stack, &producer.ends()).await;
@@ -421,32 +413,22 @@ async fn two_instances_given_the_same_partitions_never_count_twice() {
     let first = spawn(&config).await;
     let second = spawn(&config).await;
     let producer = Producer::new(&stack);
-    let send = |visitors: std::ops::Range<u64>| {
-        let producer = &producer;
-        let topic = &stack.kafka.clicks_topic;
-        async move {
-            for visitor in visitors {
-                let payload = click("TWICE", Some(id), visitor, Utc::now(), ClickVerdict::Valid);
-                producer.send(topic, "TWICE", &payload).await;
-            }
-        }
-    };
-    send(0..1_500).await;
+    let topic = &stack.kafka.clicks_topic;
+    producer
+        .send_valid_clicks(topic, "TWICE", id, 0..1_500)
+        .await;
     drained(&stack, &producer.ends()).await;
     // The first stops; the second, which waited for the partitions, takes over.
     first.stop().await.unwrap();
-    send(1_500..2_000).await;
+    producer
+        .send_valid_clicks(topic, "TWICE", id, 1_500..2_000)
+        .await;
     drained(&stack, &producer.ends()).await;
     second.stop().await.unwrap();
 
     let stats = rollup(&stack, id).await;
     assert_eq!((stats.raw_clicks, stats.valid_clicks), (2_000, 2_000));
-    let link_clicked: i64 =
-        sqlx::query_scalar("SELECT link_clicked FROM affiliate_totals WHERE affiliate_id = $1")
-            .bind(id)
-            .fetch_one(&stack.pool)
-            .await
-            .unwrap();
+    let link_clicked = link_clicked(&stack, id).await;
     assert_eq!(link_clicked, 2_000);
 }
 
@@ -502,15 +484,6 @@ async fn a_click_written_twice_counts_once_even_across_a_restart() {
     let clicks: Vec<Vec<u8>> = (0..20)
         .map(|visitor| click("TWICE", Some(id), visitor, Utc::now(), ClickVerdict::Valid))
         .collect();
-    let link_clicked = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT link_clicked FROM affiliate_totals WHERE affiliate_id = $1",
-        )
-        .bind(id)
-        .fetch_one(&stack.pool)
-        .await
-        .unwrap()
-    };
     // Each click written twice (a producer retry after a lost answer): the copies end
     // the batch, so ClickHouse's progress must pass them without rows.
     let config = config(&stack);
@@ -522,7 +495,7 @@ async fn a_click_written_twice_counts_once_even_across_a_restart() {
     first.stop().await.unwrap();
     let stats = rollup(&stack, id).await;
     assert_eq!((stats.raw_clicks, stats.valid_clicks), (20, 20));
-    assert_eq!(link_clicked().await, 20);
+    assert_eq!(link_clicked(&stack, id).await, 20);
 
     // A new instance remembers them from ClickHouse: more copies, and one new click.
     let second = spawn(&config).await;
@@ -536,7 +509,7 @@ async fn a_click_written_twice_counts_once_even_across_a_restart() {
     let stats = rollup(&stack, id).await;
     assert_eq!((stats.raw_clicks, stats.valid_clicks), (21, 21));
     assert_eq!(stats.duplicate_clicks, 0, "a copy is not a duplicate click");
-    assert_eq!(link_clicked().await, 21);
+    assert_eq!(link_clicked(&stack, id).await, 21);
 
     // Copies from further back than an instance remembers: those ingest re-sent from its
     // spill are marked, and found in ClickHouse.
@@ -550,5 +523,5 @@ async fn a_click_written_twice_counts_once_even_across_a_restart() {
     third.stop().await.unwrap();
     let stats = rollup(&stack, id).await;
     assert_eq!((stats.raw_clicks, stats.valid_clicks), (21, 21));
-    assert_eq!(link_clicked().await, 21);
+    assert_eq!(link_clicked(&stack, id).await, 21);
 }
